@@ -1,0 +1,8 @@
+"""AdamW, Adafactor and their combinations as one composable optimizer."""
+
+from .memory import predicted_state_bytes, state_bytes
+from .normalized import normalized_weight_decay
+from .optimizer import AdaptiveOptimizer
+from .presets import Adafactor, AdamW
+
+__all__ = ["AdaptiveOptimizer", "AdamW", "Adafactor", "state_bytes", "predicted_state_bytes", "normalized_weight_decay"]

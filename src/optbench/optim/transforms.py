@@ -1,0 +1,229 @@
+r"""The pieces the optimizer is composed of, one per column of the variant table.
+
+Each piece works on a *bucket*: the lists of parameters, gradients and state dicts
+of one parameter group that share device, dtype, step count and second-moment
+layout, so every piece is a handful of ``torch._foreach_*`` calls over the whole
+bucket rather than a Python loop over tensors.
+
+=========================  ==========================================================
+column                     piece
+=========================  ==========================================================
+weight decay ``decay``     :func:`add_l2_gradient`, :func:`decay_weights`
+second-moment decay        :func:`beta2_schedule`
+second moment ``factored`` :class:`FullSecondMoment`, :class:`FactoredSecondMoment`
+direction ``momentum``     :func:`gradient_momentum`, :func:`rms_direction`,
+                           :func:`update_momentum`
+update clipping ``d``      :func:`clip_by_block_rms`
+step size                  :func:`absolute_step_size`, :func:`relative_step_size`
+=========================  ==========================================================
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+
+def add_l2_gradient(grads: list[Tensor], params: list[Tensor], weight_decay: float) -> list[Tensor]:
+    r"""L2 regularization folded into the gradient: :math:`G \leftarrow G + \lambda X`.
+
+    Returns new tensors; ``p.grad`` is left as it was.
+    """
+    return torch._foreach_add(grads, params, alpha=weight_decay)
+
+
+def decay_weights(params: list[Tensor], rate: float) -> None:
+    r"""Weight decay applied to the weights: :math:`X \leftarrow (1 - r) X`.
+
+    ``r = eta_t * lambda`` for decoupled decay (AdamW, Algorithm 2) and
+    ``r = lr_t * lambda`` for torch's convention.
+    """
+    if rate != 0.0:
+        torch._foreach_mul_(params, 1.0 - rate)
+
+
+def beta2_schedule(t: int, beta2: float, beta2_decay: float | None) -> tuple[float, float]:
+    r"""Second-moment decay rate at step ``t`` and the bias correction of its average.
+
+    Constant: :math:`\hat\beta_{2,t} = \beta_2`, correction :math:`1 - \beta_2^t` (Adam).
+    Increasing: :math:`\hat\beta_{2,t} = 1 - t^{-c}` (Adafactor), correction 1: since
+    :math:`\hat\beta_{2,1} = 0` the average is unbiased from the first step on.
+    """
+    if beta2_decay is None:
+        return beta2, 1.0 - beta2**t
+    return 1.0 - t ** (-beta2_decay), 1.0
+
+
+def _squared(grads: list[Tensor], eps1: float) -> list[Tensor]:
+    squares = torch._foreach_mul(grads, grads)
+    if eps1:
+        torch._foreach_add_(squares, eps1)
+    return squares
+
+
+class FullSecondMoment:
+    r"""Full second moment, one entry per parameter entry:
+
+    .. math:: V_t = \hat\beta_{2,t} V_{t-1} + (1 - \hat\beta_{2,t}) (G_t^2 + \epsilon_1)
+    """
+
+    @staticmethod
+    def numel(shape: torch.Size) -> int:
+        return math.prod(shape)
+
+    @staticmethod
+    def init(p: Tensor) -> dict[str, Tensor]:
+        return {"exp_avg_sq": torch.zeros_like(p, memory_format=torch.preserve_format)}
+
+    @staticmethod
+    def update(states: list[dict], grads: list[Tensor], beta2_t: float, eps1: float) -> list[Tensor]:
+        """Advances the average in place and returns it (the state tensors themselves)."""
+        v = [s["exp_avg_sq"] for s in states]
+        torch._foreach_mul_(v, beta2_t)
+        if eps1:
+            torch._foreach_add_(v, _squared(grads, eps1), alpha=1.0 - beta2_t)
+        else:
+            torch._foreach_addcmul_(v, grads, grads, value=1.0 - beta2_t)
+        return v
+
+
+class FactoredSecondMoment:
+    r"""Factored second moment over the last two dimensions (Adafactor), for tensors
+    with ``ndim >= 2``; leading dimensions are a batch of matrices.
+
+    .. math::
+        R_t &= \hat\beta_{2,t} R_{t-1} + (1 - \hat\beta_{2,t})\, \mathrm{mean}_{-1}(G_t^2 + \epsilon_1) \\
+        C_t &= \hat\beta_{2,t} C_{t-1} + (1 - \hat\beta_{2,t})\, \mathrm{mean}_{-2}(G_t^2 + \epsilon_1) \\
+        \hat V_t &= R_t C_t / \mathrm{mean}(R_t)
+
+    which equals the paper's :math:`R_t C_t / 1_n^\top R_t` with row and column *sums*.
+    A ``(..., n, m)`` parameter keeps ``(..., n)`` and ``(..., m)`` numbers instead of ``(..., n, m)``.
+    """
+
+    @staticmethod
+    def numel(shape: torch.Size) -> int:
+        return math.prod(shape[:-2]) * (shape[-2] + shape[-1])
+
+    @staticmethod
+    def init(p: Tensor) -> dict[str, Tensor]:
+        return {
+            "exp_avg_sq_row": p.new_zeros(p.shape[:-1]),
+            "exp_avg_sq_col": p.new_zeros(p.shape[:-2] + p.shape[-1:]),
+        }
+
+    @staticmethod
+    def update(states: list[dict], grads: list[Tensor], beta2_t: float, eps1: float) -> list[Tensor]:
+        """Advances the row and column averages and returns the reconstructed V (new tensors)."""
+        squares = _squared(grads, eps1)
+        rows = [s["exp_avg_sq_row"] for s in states]
+        cols = [s["exp_avg_sq_col"] for s in states]
+        torch._foreach_lerp_(rows, [g.mean(dim=-1) for g in squares], 1.0 - beta2_t)
+        torch._foreach_lerp_(cols, [g.mean(dim=-2) for g in squares], 1.0 - beta2_t)
+        return [
+            (r / r.mean(dim=-1, keepdim=True)).unsqueeze(-1) * c.unsqueeze(-2)
+            for r, c in zip(rows, cols)
+        ]
+
+
+class Direction:
+    r"""The update direction :math:`U = k \cdot N / D`, held as a fraction.
+
+    Pieces rescale it (:meth:`scale`) without touching memory; it is divided out
+    (:meth:`values`) only when a piece needs the values, so the plain Adam step stays
+    a single ``addcdiv`` as in ``torch.optim.AdamW``. ``k`` is a float or a list of
+    0-dim tensors (one per parameter).
+    """
+
+    def __init__(self, num: list[Tensor], den: list[Tensor] | None, coef: float | list[Tensor] = 1.0):
+        self.num, self.den, self.coef = num, den, coef
+
+    def scale(self, factor: float | list[Tensor]) -> None:
+        if isinstance(self.coef, float) and isinstance(factor, float):
+            self.coef *= factor
+        elif isinstance(self.coef, float):
+            self.coef = torch._foreach_mul(factor, self.coef)
+        else:
+            self.coef = torch._foreach_mul(self.coef, factor)
+
+    def values(self) -> list[Tensor]:
+        """U as tensors (computed once; never the caller's gradients modified in place)."""
+        if self.den is not None:
+            self.num, self.den = torch._foreach_div(self.num, self.den), None
+            if not (isinstance(self.coef, float) and self.coef == 1.0):
+                torch._foreach_mul_(self.num, self.coef)
+        elif not (isinstance(self.coef, float) and self.coef == 1.0):
+            self.num = torch._foreach_mul(self.num, self.coef)
+        self.coef = 1.0
+        return self.num
+
+    def subtract_from(self, params: list[Tensor]) -> None:
+        r""":math:`X \leftarrow X - U`."""
+        if isinstance(self.coef, float) and self.den is not None:
+            torch._foreach_addcdiv_(params, self.num, self.den, value=-self.coef)
+        elif isinstance(self.coef, float):
+            torch._foreach_add_(params, self.num, alpha=-self.coef)
+        else:
+            torch._foreach_sub_(params, self.values())
+
+
+def gradient_momentum(states: list[dict], grads: list[Tensor], beta1: float, t: int) -> tuple[list[Tensor], float]:
+    r"""Adam's first moment :math:`m_t = \beta_1 m_{t-1} + (1 - \beta_1) G_t`.
+
+    Returns :math:`m_t` and its bias correction factor :math:`1 / (1 - \beta_1^t)`.
+    """
+    m = [s["exp_avg"] for s in states]
+    torch._foreach_lerp_(m, grads, 1.0 - beta1)
+    return m, 1.0 / (1.0 - beta1**t)
+
+
+def rms_direction(num: list[Tensor], v: list[Tensor], correction: float, eps: float, *, v_is_state: bool,
+                  coef: float = 1.0) -> Direction:
+    r"""Adam-style normalization :math:`U = N / (\sqrt{V / c} + \epsilon)`, ``c`` the bias correction.
+
+    Computed as :math:`(\sqrt{c}\, N) / (\sqrt{V} + \epsilon \sqrt{c})`, which saves a pass over memory.
+    ``v`` is square-rooted in place unless it is optimizer state (``v_is_state``).
+    """
+    root_c = math.sqrt(correction)
+    den = torch._foreach_sqrt(v) if v_is_state else v
+    if not v_is_state:
+        torch._foreach_sqrt_(den)
+    if eps:
+        torch._foreach_add_(den, eps * root_c)
+    return Direction(num, den, coef * root_c)
+
+
+def _block_rms(tensors: list[Tensor]) -> Tensor:
+    """RMS of each tensor, as one vector."""
+    norms = torch.stack(torch._foreach_norm(tensors))
+    sizes = torch.tensor([max(x.numel(), 1) for x in tensors], dtype=norms.dtype, device=norms.device)
+    return norms / sizes.sqrt()
+
+
+def clip_by_block_rms(direction: Direction, d: float) -> None:
+    r"""Update clipping: :math:`\hat U = U / \max(1, \mathrm{RMS}(U) / d)`, RMS per tensor."""
+    rms = _block_rms(direction.values())
+    direction.scale(list((rms / d).clamp(min=1.0).reciprocal().unbind()))
+
+
+def absolute_step_size(lr: float) -> float:
+    r"""Absolute step size :math:`\alpha_t = \mathrm{lr}_t`."""
+    return lr
+
+
+def relative_step_size(params: list[Tensor], lr: float, t: int, eps2: float) -> list[Tensor]:
+    r"""Relative step size :math:`\alpha_t = \max(\epsilon_2, \mathrm{RMS}(X_{t-1}))\, \rho_t`,
+    :math:`\rho_t = \min(\mathrm{lr}_t, 1/\sqrt{t})`, one per tensor. Call it before any decay.
+    """
+    rho = min(lr, 1.0 / math.sqrt(t))
+    return list((_block_rms(params).clamp(min=eps2) * rho).unbind())
+
+
+def update_momentum(states: list[dict], direction: Direction, beta1: float) -> Direction:
+    r"""Momentum on the scaled update (Adafactor with :math:`\beta_1 > 0`, tensor2tensor's placement):
+    :math:`M_t = \beta_1 M_{t-1} + (1 - \beta_1)\, \alpha_t \hat U_t`; the step is :math:`M_t`.
+    """
+    m = [s["update_avg"] for s in states]
+    torch._foreach_lerp_(m, direction.values(), 1.0 - beta1)
+    return Direction(m, None)

@@ -1,0 +1,361 @@
+"""The optimizer family against torch.optim, a per-tensor reference written from the spec, and the papers' formulas."""
+
+import itertools
+import math
+
+import pytest
+import torch
+
+from optbench.optim import (Adafactor, AdamW, AdaptiveOptimizer, normalized_weight_decay, predicted_state_bytes,
+                            state_bytes)
+
+SHAPES = [(7,), (5, 3), (4, 3, 3, 3)]  # bias, linear, conv
+
+
+def make_params(dtype=torch.float64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(s, dtype=dtype, generator=g) for s in SHAPES]
+
+
+def run(opt, params, steps, seed=1, scheduler=None, each_step=None):
+    g = torch.Generator().manual_seed(seed)
+    for i in range(steps):
+        for p in params:
+            p.grad = torch.randn(p.shape, dtype=p.dtype, generator=g)
+        if each_step:
+            each_step(i)
+        opt.step()
+        if scheduler:
+            scheduler.step()
+    return params
+
+
+def assert_close_lists(a, b, **tol):
+    for x, y in zip(a, b, strict=True):
+        torch.testing.assert_close(x, y, **tol)
+
+
+# --- parity with torch.optim -------------------------------------------------------------------
+
+@pytest.mark.parametrize("lr,wd", [(1e-2, 0.1), (3e-3, 0.0)])
+def test_torch_decay_matches_torch_adamw(lr, wd):
+    ours, theirs = make_params(), make_params()
+    run(AdamW(ours, lr=lr, weight_decay=wd, decay="torch"), ours, 60)
+    run(torch.optim.AdamW(theirs, lr=lr, weight_decay=wd, foreach=True), theirs, 60)
+    assert_close_lists(ours, theirs, rtol=0, atol=1e-13)
+
+
+def test_l2_decay_matches_torch_adam():
+    ours, theirs = make_params(), make_params()
+    run(AdamW(ours, lr=1e-2, weight_decay=0.3, decay="l2"), ours, 60)
+    run(torch.optim.Adam(theirs, lr=1e-2, weight_decay=0.3, foreach=True), theirs, 60)
+    assert_close_lists(ours, theirs, rtol=0, atol=1e-13)
+
+
+def test_decoupled_decay_is_not_scaled_by_lr():
+    lr, lam = 2e-2, 0.05
+    ours, theirs = make_params(), make_params()
+    run(AdamW(ours, lr=lr, weight_decay=lam), ours, 60)
+    run(torch.optim.AdamW(theirs, lr=lr, weight_decay=lam / lr, foreach=True), theirs, 60)
+    assert_close_lists(ours, theirs, rtol=0, atol=1e-13)
+
+
+def test_adafactor_matches_torch_adafactor():
+    # torch clamps V_hat at eps1**2 (eps1 = machine eps) where the paper, and we, add
+    # eps1 = 1e-30 to G**2; for generic gradients neither touches the result in float64.
+    ours, theirs = make_params(), make_params()
+    run(Adafactor(ours), ours, 60)
+    run(torch.optim.Adafactor(theirs, foreach=True), theirs, 60)
+    assert_close_lists(ours, theirs, rtol=0, atol=1e-13)
+
+
+def test_float32_parity_with_torch_adamw():
+    ours, theirs = make_params(torch.float32), make_params(torch.float32)
+    run(AdamW(ours, lr=1e-2, weight_decay=0.1, decay="torch"), ours, 30)
+    run(torch.optim.AdamW(theirs, lr=1e-2, weight_decay=0.1, foreach=True), theirs, 30)
+    assert_close_lists(ours, theirs, rtol=1e-5, atol=1e-6)
+
+
+# --- every combination of switches against a per-tensor reference written from the spec -----
+
+def rms(x):
+    return x.pow(2).mean().sqrt()
+
+
+def reference_step(x, g, state, hp, t, eta):
+    """One step for one tensor, spelled out from the issue's formula, no foreach, no tricks."""
+    x_prev = x.clone()
+    if hp["decay"] == "l2":
+        g = g + hp["weight_decay"] * x_prev
+    beta2_t = hp["beta2"] if hp["beta2_decay"] is None else 1 - t ** (-hp["beta2_decay"])
+    g2 = g * g + hp["eps1"]
+    if hp["factored"] and x.ndim >= 2:
+        state["r"] = beta2_t * state.get("r", 0) + (1 - beta2_t) * g2.mean(-1)
+        state["c"] = beta2_t * state.get("c", 0) + (1 - beta2_t) * g2.mean(-2)
+        v = state["r"].unsqueeze(-1) * state["c"].unsqueeze(-2) / state["r"].mean(-1)[..., None, None]
+    else:
+        state["v"] = beta2_t * state.get("v", 0) + (1 - beta2_t) * g2
+        v = state["v"]
+    if hp["beta2_decay"] is None:
+        v = v / (1 - hp["beta2"] ** t)
+    beta1 = hp["beta1"]
+    if hp["momentum"] == "gradient" and beta1 > 0:
+        state["m"] = beta1 * state.get("m", 0) + (1 - beta1) * g
+        u = state["m"] / (1 - beta1**t) / (v.sqrt() + hp["eps"])
+    else:
+        u = g / (v.sqrt() + hp["eps"])
+    if hp["clip_threshold"] is not None:
+        u = u / max(1.0, rms(u).item() / hp["clip_threshold"])
+    lr = hp["lr"] * eta
+    alpha = max(hp["eps2"], rms(x_prev).item()) * min(lr, t**-0.5) if hp["relative_step"] else lr
+    s = alpha * u
+    if hp["momentum"] == "update" and beta1 > 0:
+        state["M"] = beta1 * state.get("M", 0) + (1 - beta1) * s
+        s = state["M"]
+    rate = {"decoupled": eta * hp["weight_decay"], "torch": lr * hp["weight_decay"], "l2": 0.0}[hp["decay"]]
+    return x_prev - s - rate * x_prev
+
+
+SWITCHES = list(itertools.product(
+    ["decoupled", "torch", "l2"],      # decay
+    [False, True],                     # factored
+    ["gradient", "update"],            # momentum
+    [0.0, 0.9],                        # beta1
+    [None, 0.8],                       # beta2_decay
+    [None, 1.0],                       # clip_threshold
+    [False, True],                     # relative_step
+))
+
+
+@pytest.mark.parametrize("decay,factored,momentum,beta1,beta2_decay,clip,relative", SWITCHES)
+def test_every_combination_matches_reference(decay, factored, momentum, beta1, beta2_decay, clip, relative):
+    hp = dict(lr=0.05, weight_decay=0.1, decay=decay, beta1=beta1, beta2=0.99, beta2_decay=beta2_decay,
+              eps=1e-8, eps1=1e-30, eps2=1e-3, factored=factored, momentum=momentum, clip_threshold=clip,
+              relative_step=relative)
+    params = make_params()
+    expected = [p.clone() for p in params]
+    opt = AdaptiveOptimizer(params, **hp)
+    # a schedule that halves the lr every step exercises eta_t = lr_t / lr_0
+    sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=0.5)
+    states = [{} for _ in params]
+    g = torch.Generator().manual_seed(3)
+    for t in range(1, 9):
+        eta = opt.param_groups[0]["lr"] / hp["lr"]
+        for i, p in enumerate(params):
+            p.grad = torch.randn(p.shape, dtype=p.dtype, generator=g)
+            expected[i] = reference_step(expected[i], p.grad, states[i], hp, t, eta)
+        opt.step()
+        sched.step()
+    assert_close_lists(params, expected, rtol=1e-10, atol=1e-12)
+
+
+# --- the papers' formulas, and known bugs of other implementations ------------------------------
+
+def factored_u(g, **kw):
+    """The update U of one Adafactor step from X = 0 with lr 1 and an absolute step: X_1 = -U."""
+    x = torch.zeros_like(g, requires_grad=True)
+    opt = Adafactor([x], lr=1.0, relative_step=False, **kw)
+    x.grad = g
+    opt.step()
+    return -x.detach()
+
+
+def test_rank_one_gradient_first_step_is_sign():
+    g = torch.outer(torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64), torch.tensor([3.0, -1.0], dtype=torch.float64))
+    u = factored_u(g, clip_threshold=None)
+    torch.testing.assert_close(u, torch.sign(g), rtol=1e-12, atol=0)
+    assert rms(u).item() == pytest.approx(1.0, abs=1e-12)
+
+
+def test_factored_adamw_first_step_is_sign():
+    # constant beta2: the bias correction applies to the factored V_hat too
+    g = torch.outer(torch.tensor([1.0, -2.0], dtype=torch.float64), torch.tensor([3.0, -1.0, 4.0], dtype=torch.float64))
+    x = torch.zeros_like(g)
+    x.grad = g
+    AdamW([x], lr=1.0, factored=True, eps=0.0).step()
+    torch.testing.assert_close(-x, torch.sign(g), rtol=1e-12, atol=0)
+
+
+def test_transposing_w_and_g_transposes_the_update():
+    g = torch.randn(6, 4, dtype=torch.float64)
+    u = factored_u(g)
+    torch.testing.assert_close(factored_u(g.T.contiguous()), u.T, rtol=1e-12, atol=0)
+
+
+def test_clipping_rescales_a_large_update_to_rms_d():
+    g = torch.randn(6, 4, dtype=torch.float64)
+    d = 0.25
+    u = factored_u(g, clip_threshold=d)
+    assert rms(u).item() == pytest.approx(d, rel=1e-12)
+    torch.testing.assert_close(u / d, factored_u(g, clip_threshold=None) / rms(factored_u(g, clip_threshold=None)))
+
+
+def test_clipping_leaves_a_small_update_alone():
+    g = torch.randn(6, 4, dtype=torch.float64)
+    torch.testing.assert_close(factored_u(g, clip_threshold=100.0), factored_u(g, clip_threshold=None))
+
+
+def test_relative_step_uses_rms_of_x_before_decay():
+    x = torch.full((4, 4), 2.0, dtype=torch.float64)
+    g = torch.outer(torch.ones(4, dtype=torch.float64), torch.ones(4, dtype=torch.float64))  # U = 1 everywhere
+    x.grad = g
+    lam, lr = 0.1, 0.01
+    Adafactor([x], lr=lr, weight_decay=lam, decay="torch").step()
+    # alpha = RMS(X_0) * min(lr, 1/sqrt(1)) = 2 * lr; decay r = lr * lam
+    torch.testing.assert_close(x, torch.full((4, 4), 2.0 - 2.0 * lr - lr * lam * 2.0, dtype=torch.float64))
+
+
+def test_relative_step_floor_for_zero_initialized_x():
+    u = torch.ones(3, 5, dtype=torch.float64)
+    x = torch.zeros(3, 5, dtype=torch.float64)
+    x.grad = u.clone()
+    Adafactor([x], lr=0.5, eps2=1e-3).step()
+    torch.testing.assert_close(x, -1e-3 * 0.5 * u)
+
+
+def test_beta2_hat_at_step_one_is_zero():
+    # 1 - 1**-0.8 = 0: the first average is exactly G**2 (+ eps1), whatever came before
+    x = torch.zeros(5, dtype=torch.float64)
+    x.grad = torch.tensor([1.0, 2.0, -3.0, 0.5, 4.0], dtype=torch.float64)
+    opt = Adafactor([x], eps1=0.0)
+    opt.step()
+    torch.testing.assert_close(opt.state[x]["exp_avg_sq"], x.grad**2)
+
+
+def test_decoupled_decay_follows_the_schedule_multiplier():
+    x = torch.ones(3, dtype=torch.float64)
+    opt = AdamW([x], lr=0.1, weight_decay=0.2)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 0.25)
+    x.grad = torch.zeros(3, dtype=torch.float64)  # U = 0: only the decay moves X
+    opt.step()
+    torch.testing.assert_close(x, torch.full((3,), 1.0 - 0.25 * 0.2, dtype=torch.float64))
+    assert sched.get_last_lr() == [0.025]
+
+
+def test_update_momentum_averages_the_scaled_update():
+    x = torch.zeros(2, 3, dtype=torch.float64)
+    opt = Adafactor([x], beta1=0.9, lr=1.0, relative_step=False, clip_threshold=None)
+    x.grad = torch.ones(2, 3, dtype=torch.float64)
+    opt.step()  # U = 1, M_1 = 0.1
+    torch.testing.assert_close(x, torch.full((2, 3), -0.1, dtype=torch.float64))
+    torch.testing.assert_close(opt.state[x]["update_avg"], torch.full((2, 3), 0.1, dtype=torch.float64))
+
+
+def test_gradients_are_not_modified():
+    x = torch.randn(4, 3, dtype=torch.float64)
+    g = torch.randn(4, 3, dtype=torch.float64)
+    x.grad = g.clone()
+    AdamW([x], weight_decay=0.5, decay="l2", clip_threshold=1.0).step()
+    torch.testing.assert_close(x.grad, g)
+
+
+def test_parameters_without_grad_are_skipped_and_closure_returns_loss():
+    a, b = torch.ones(2, requires_grad=True), torch.ones(2, requires_grad=True)
+    opt = AdamW([a, b], lr=0.1)
+
+    def closure():
+        opt.zero_grad()
+        loss = (a * 3).sum()
+        loss.backward()
+        return loss
+
+    assert opt.step(closure).item() == 6.0
+    assert b.grad is None and opt.state[b] == {} and torch.equal(b, torch.ones(2))
+    assert opt.state[a]["step"] == 1
+
+
+def test_state_dict_round_trip_continues_identically():
+    a, b = make_params(), make_params()
+    opt_a = Adafactor(a, beta1=0.9)
+    run(opt_a, a, 5)
+    opt_b = Adafactor(b, beta1=0.9)
+    run(opt_b, b, 5)
+    restored = Adafactor(b, beta1=0.9)
+    restored.load_state_dict(opt_b.state_dict())
+    run(opt_a, a, 5, seed=9)
+    run(restored, b, 5, seed=9)
+    assert_close_lists(a, b, rtol=0, atol=0)
+
+
+def test_normalized_weight_decay():
+    assert normalized_weight_decay(0.05, batch_size=128, n_train=50000, epochs=100) == pytest.approx(
+        0.05 * math.sqrt(128 / (50000 * 100)))
+    with pytest.raises(ValueError, match="epochs"):
+        normalized_weight_decay(0.05, batch_size=128, n_train=50000, epochs=0)
+
+
+# --- state shapes and bytes ----------------------------------------------------------------------
+
+PRESETS = {
+    "adamw": (AdamW, {}, {"exp_avg", "exp_avg_sq"}, {"exp_avg", "exp_avg_sq"}),
+    "adam_l2": (AdamW, {"decay": "l2"}, {"exp_avg", "exp_avg_sq"}, {"exp_avg", "exp_avg_sq"}),
+    "adamw_factored": (AdamW, {"factored": True}, {"exp_avg", "exp_avg_sq"},
+                       {"exp_avg", "exp_avg_sq_row", "exp_avg_sq_col"}),
+    "adamw_factored_no_momentum": (AdamW, {"factored": True, "betas": (0.0, 0.999)}, {"exp_avg_sq"},
+                                   {"exp_avg_sq_row", "exp_avg_sq_col"}),
+    "adafactor": (Adafactor, {}, {"exp_avg_sq"}, {"exp_avg_sq_row", "exp_avg_sq_col"}),
+    "adafactor_momentum": (Adafactor, {"beta1": 0.9}, {"exp_avg_sq", "update_avg"},
+                           {"exp_avg_sq_row", "exp_avg_sq_col", "update_avg"}),
+}
+
+
+@pytest.mark.parametrize("name", PRESETS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_state_shapes_and_bytes(name, dtype):
+    cls, kw, vector_keys, matrix_keys = PRESETS[name]
+    params = make_params(dtype)
+    opt = cls(params, **kw)
+    predicted = predicted_state_bytes(opt)
+    assert state_bytes(opt) == 0
+    run(opt, params, 2)
+    assert state_bytes(opt) == predicted
+    for p in params:
+        state = opt.state[p]
+        keys = set(state) - {"step"}
+        assert keys == (matrix_keys if p.ndim >= 2 else vector_keys)
+        if "exp_avg_sq_row" in state:
+            assert state["exp_avg_sq_row"].shape == p.shape[:-1]
+            assert state["exp_avg_sq_col"].shape == p.shape[:-2] + p.shape[-1:]
+
+
+def test_factored_prediction_formula():
+    p = torch.empty(3, 2, 100, 40, device="meta")
+    opt = Adafactor([p])
+    assert predicted_state_bytes(opt) == 3 * 2 * (100 + 40) * 4
+    assert predicted_state_bytes(AdamW([p])) == 2 * p.numel() * 4
+
+
+# --- bad input -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kwargs,name", [
+    ({"lr": -1.0}, "lr"),
+    ({"weight_decay": -0.1}, "weight_decay"),
+    ({"betas": (1.0, 0.999)}, "beta1"),
+    ({"betas": (0.9, -0.1)}, "beta2"),
+    ({"decay": "l1"}, "decay"),
+    ({"momentum": "nesterov"}, "momentum"),
+    ({"clip_threshold": 0.0}, "clip_threshold"),
+    ({"beta2_decay": -0.8}, "beta2_decay"),
+    ({"eps": -1e-8}, "eps"),
+])
+def test_bad_settings_name_the_argument(kwargs, name):
+    with pytest.raises(ValueError, match=rf"^{name}:"):
+        AdamW([torch.zeros(2)], **kwargs)
+
+
+def test_bad_group_setting_is_rejected():
+    opt = AdamW([torch.zeros(2)])
+    with pytest.raises(ValueError, match="^lr:"):
+        opt.add_param_group({"params": [torch.zeros(3)], "lr": -0.5})
+
+
+def test_complex_parameters_are_rejected():
+    with pytest.raises(ValueError, match="complex"):
+        Adafactor([torch.zeros(2, dtype=torch.complex64)])
+
+
+def test_sparse_gradients_are_rejected():
+    x = torch.zeros(3, 3)
+    x.grad = torch.eye(3).to_sparse()
+    with pytest.raises(ValueError, match="sparse"):
+        AdamW([x]).step()
