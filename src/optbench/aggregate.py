@@ -1,0 +1,194 @@
+"""Collect run records into tables: one row per run, per grid cell, per variant.
+
+A *run record* is the JSON document one training run writes (see the trainer).
+``runs_table`` flattens records into ``runs.csv`` (dotted column names such as
+``optimizer.decay``; list values such as ``history`` stored as compact JSON);
+``cell_table`` averages seeds per (variant, lr, weight_decay) cell, the value
+drawn in the heatmaps; ``summary_table`` condenses each variant's grid.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import pandas as pd
+
+from .atomic import atomic_write
+
+SCHEMA_VERSION = 1
+TOP_K = 10
+STATUSES = ("ok", "diverged")
+REQUIRED_COLUMNS = (
+    "schema_version",
+    "run_id",
+    "variant",
+    "lr",
+    "weight_decay",
+    "seed",
+    "status",
+    "final_test_error",
+    "history",
+)
+SORT_COLUMNS = ["variant", "lr", "weight_decay", "seed"]
+CELL_COLUMNS = ["variant", "lr", "weight_decay"]
+# Text columns whose values may look like numbers (a git commit of digits only, a
+# torch version such as "2.5"): read back as text. Absent columns are ignored.
+TEXT_COLUMNS = {
+    column: "str"
+    for column in (
+        "run_id",
+        "preset",
+        "variant",
+        "environment.python",
+        "environment.torch",
+        "environment.optbench",
+        "environment.device_name",
+        "environment.git_commit",
+        "environment.hostname",
+    )
+}
+
+
+def _compact_json(value) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _encode_lists(df: pd.DataFrame) -> pd.DataFrame:
+    """Store list values (``history``, ``schedule.milestones``) as compact JSON strings."""
+    list_columns = [c for c in df.columns if df[c].map(lambda v: isinstance(v, list)).any()]
+    return df.assign(**{c: df[c].map(_compact_json, na_action="ignore") for c in list_columns})
+
+
+def _nulls_as_nan(df: pd.DataFrame) -> pd.DataFrame:
+    """Give all-null columns a float dtype, as reading them back from CSV does."""
+    return df.astype({c: float for c in df.columns[df.isna().all()]})
+
+
+def _check_runs(df: pd.DataFrame) -> None:
+    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(f"run records lack required fields: {missing}")
+    versions = set(df["schema_version"]) - {SCHEMA_VERSION}
+    if versions:
+        raise ValueError(f"unsupported record schema_version {sorted(versions)}, expected {SCHEMA_VERSION}")
+    statuses = set(df["status"]) - set(STATUSES)
+    if statuses:
+        raise ValueError(f"unknown run status {sorted(statuses)}, expected one of {STATUSES}")
+    duplicates = df.loc[df["run_id"].duplicated(), "run_id"].unique()
+    if len(duplicates):
+        raise ValueError(f"duplicate run_id: {list(duplicates)}")
+
+
+def runs_table(records: Iterable[dict]) -> pd.DataFrame:
+    """One row per run, sorted by variant, lr, weight_decay, seed."""
+    records = list(records)
+    if not records:
+        raise ValueError("no run records to aggregate")
+    df = _nulls_as_nan(_encode_lists(pd.json_normalize(records)))
+    _check_runs(df)
+    return df.sort_values(SORT_COLUMNS, kind="stable", ignore_index=True)
+
+
+def write_runs(df: pd.DataFrame, path: str | os.PathLike) -> None:
+    """Write a table (``runs.csv``, or any other) as CSV, atomically."""
+    atomic_write(path, lambda tmp: df.to_csv(tmp, index=False))
+
+
+def read_runs(path: str | os.PathLike) -> pd.DataFrame:
+    """Read ``runs.csv`` back with the dtypes ``runs_table`` produces."""
+    df = pd.read_csv(path, dtype=TEXT_COLUMNS)
+    _check_runs(df)
+    return df
+
+
+def history(runs: pd.DataFrame) -> pd.DataFrame:
+    """Learning curves of ``runs`` in long form: one row per (run_id, epoch)."""
+    curves = {run_id: pd.DataFrame(json.loads(h)) for run_id, h in zip(runs["run_id"], runs["history"])}
+    return pd.concat(curves, names=["run_id", None]).reset_index(level=0)
+
+
+def cell_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per (variant, lr, weight_decay): mean final test error over seeds, n_seeds, n_diverged."""
+    return (
+        runs.assign(diverged=runs["status"].eq("diverged"))
+        .groupby(CELL_COLUMNS, as_index=False)
+        .agg(
+            mean_test_error=("final_test_error", "mean"),
+            n_seeds=("seed", "size"),
+            n_diverged=("diverged", "sum"),
+        )
+    )
+
+
+def top_cells(cells: pd.DataFrame, k: int = TOP_K) -> pd.DataFrame:
+    """The ``k`` cells of one variant with the lowest mean test error, best first."""
+    return cells.nsmallest(k, "mean_test_error")
+
+
+def spearman(x: pd.Series, y: pd.Series) -> float:
+    """Spearman rank correlation (average ranks for ties); NaN when either is constant."""
+    if x.nunique() < 2 or y.nunique() < 2:
+        return float("nan")
+    return x.rank().corr(y.rank())
+
+
+def _on_border(cell: pd.Series, cells: pd.DataFrame) -> bool:
+    return bool(
+        cell["lr"] in (cells["lr"].min(), cells["lr"].max())
+        or cell["weight_decay"] in (cells["weight_decay"].min(), cells["weight_decay"].max())
+    )
+
+
+def _variant_summary(cells: pd.DataFrame) -> dict:
+    """Best cell, top-k mean and lr/weight-decay coupling of one variant's grid.
+
+    The coupling is the rank correlation of log2(lr) and log2(weight_decay) over
+    the top-k cells; ranks are invariant under log2, so lr and weight_decay are
+    ranked directly (which also copes with a weight decay of 0).
+    """
+    top = top_cells(cells)
+    best = top.iloc[0]
+    return {
+        "best_test_error": best["mean_test_error"],
+        "best_lr": best["lr"],
+        "best_weight_decay": best["weight_decay"],
+        "top10_mean_test_error": top["mean_test_error"].mean(),
+        "best_on_border": _on_border(best, cells),
+        "coupling_spearman": spearman(top["lr"], top["weight_decay"]),
+    }
+
+
+def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per variant: run counts, best cell and where, top-10 mean, border flag, coupling."""
+    cells = cell_table(runs)
+    counts = cells.groupby("variant").agg(n_runs=("n_seeds", "sum"), n_diverged=("n_diverged", "sum"))
+    grids = pd.DataFrame.from_dict(
+        {variant: _variant_summary(variant_cells) for variant, variant_cells in cells.groupby("variant")},
+        orient="index",
+    )
+    return counts.join(grids).rename_axis("variant").reset_index()
+
+
+def load_records(paths: Iterable[str | os.PathLike]) -> list[dict]:
+    """Parse run-record JSON files."""
+    records = []
+    for path in paths:
+        try:
+            records.append(json.loads(Path(path).read_text()))
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}: not a valid JSON run record: {error}") from error
+    return records
+
+
+def aggregate(
+    record_paths: Iterable[str | os.PathLike],
+    runs_csv: str | os.PathLike,
+    summary_csv: str | os.PathLike,
+) -> None:
+    """Workflow step: run-record JSON files -> ``runs.csv`` and ``summary.csv``."""
+    runs = runs_table(load_records(record_paths))
+    write_runs(runs, runs_csv)
+    write_runs(summary_table(runs), summary_csv)
