@@ -1,0 +1,335 @@
+r"""Learning-rate schedules, stepped once per training batch.
+
+Every schedule is a multiplier :math:`\eta_t` of each parameter group's initial
+learning rate, :math:`\text{lr}_t = \eta_t \, \text{lr}_0`, the
+"schedule multiplier" of Loshchilov & Hutter, "Decoupled Weight Decay
+Regularization". :math:`t = 0, 1, \dots` counts batches, so time in epochs is
+fractional, :math:`t / \text{steps\_per\_epoch}`, as in SGDR.
+
+Kinds (see :class:`ScheduleSpec`):
+
+* ``fixed``: :math:`\eta_t = 1`.
+* ``step``: :math:`\eta_t = \gamma^{\#\{m \in \text{milestones}\,:\, t \ge
+  \text{round}(m \cdot \text{steps\_per\_epoch})\}}`
+  (:class:`~torch.optim.lr_scheduler.MultiStepLR`).
+* ``cosine``: :math:`\eta_t = \frac{1}{2}\left(1 + \cos\frac{\pi t}{T}\right)`
+  with :math:`T` the run's total number of batches
+  (:class:`~torch.optim.lr_scheduler.CosineAnnealingLR`).
+* ``warm_restarts`` (SGDR): :math:`\eta_t = \frac{1}{2}\left(1 +
+  \cos\frac{\pi T_{cur}}{T_i}\right)`, :math:`T_{i+1} = T_i \cdot
+  \text{t\_mult}`, computed here in closed form (see :func:`_sgdr_position`).
+
+An optional linear warm-up of :math:`W` batches scales any kind:
+:math:`\eta_t = \min\left(1, \frac{t + 1}{W}\right) \eta^{\text{main}}_t`.
+The main schedule's clock starts at batch 0, not at the end of the warm-up, so
+milestones, the cosine's end and restart boundaries stay at the epochs the
+configuration names, and ``cycles`` still end at the last epoch; this is also
+how Adafactor's :math:`\min(10^{-2}, 1/\sqrt{t})` is built (the decay is a
+function of the absolute step).
+
+The torch scheduler runs on a private one-group "clock" optimizer with
+:math:`\text{lr} = 1`, so its learning rate *is* :math:`\eta^{\text{main}}_t`
+(well defined even for :math:`\text{lr}_0 = 0`); :class:`Schedule` writes
+:math:`\text{lr}_0 \eta_t` into the real optimizer's groups, whose
+``initial_lr`` holds :math:`\text{lr}_0` as torch's schedulers would set it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+
+import torch
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import (
+    CosineAnnealingLR,
+    LambdaLR,
+    LRScheduler,
+    MultiStepLR,
+)
+
+KINDS = ("fixed", "step", "cosine", "warm_restarts")
+
+# A restart boundary within this much (in units of the first cycle, or of
+# log_{t_mult}) of a batch counts as reached: absorbs rounding in T_0 * steps_per_epoch.
+_EPS = 1e-9
+
+
+@dataclass(frozen=True)
+class ScheduleSpec:
+    r"""Configuration of a learning-rate schedule; times are in epochs.
+
+    Args:
+        kind (str): ``fixed``, ``step``, ``cosine`` or ``warm_restarts``.
+        milestones (tuple[float, ...]): ``step``: strictly increasing,
+            non-negative epochs at which the multiplier is multiplied by
+            ``gamma``; those at or after the run's end never fire.
+            Default: ``(30, 60, 80)`` (the paper's 100-epoch runs).
+        gamma (float): ``step``: decay factor, > 0. Default: 0.1.
+        t_0 (float, optional): ``warm_restarts``: length :math:`T_0` of the
+            first cycle in epochs, may be fractional.
+        cycles (int, optional): ``warm_restarts``: number of cycles :math:`k`;
+            :math:`T_0` is chosen so that the :math:`k`-th cycle ends exactly at
+            the last epoch :math:`E`:
+
+            .. math::
+                T_0 = \begin{cases}
+                    E \, \frac{t_{mult} - 1}{t_{mult}^k - 1} & t_{mult} > 1 \\
+                    E / k & t_{mult} = 1
+                \end{cases}
+
+            Give exactly one of ``t_0`` and ``cycles``.
+        t_mult (float): ``warm_restarts``: :math:`T_{i+1} = T_i \cdot
+            t_{mult}`, >= 1 (any real; torch's class needs an integer, this
+            module does not use it). Default: 2.
+        warmup_epochs (float): length of the linear warm-up, >= 0 and less than
+            the run. Default: 0.
+    """
+
+    kind: str = "fixed"
+    milestones: tuple[float, ...] = (30.0, 60.0, 80.0)
+    gamma: float = 0.1
+    t_0: float | None = None
+    cycles: int | None = None
+    t_mult: float = 2.0
+    warmup_epochs: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(
+                f"kind must be one of {', '.join(KINDS)}; got {self.kind!r}"
+            )
+        if any(not m >= 0 for m in self.milestones) or any(
+            b <= a for a, b in zip(self.milestones, self.milestones[1:])
+        ):
+            raise ValueError(
+                f"milestones must be non-negative, strictly increasing epochs; got {self.milestones}"
+            )
+        if not self.gamma > 0:
+            raise ValueError(f"gamma must be > 0; got {self.gamma}")
+        restarts = self.kind == "warm_restarts"
+        if not restarts and (self.t_0 is not None or self.cycles is not None):
+            raise ValueError(
+                f"t_0 and cycles apply only to kind 'warm_restarts'; got kind {self.kind!r}"
+            )
+        if restarts and (self.t_0 is None) == (self.cycles is None):
+            raise ValueError(
+                "warm_restarts needs exactly one of t_0 (first cycle, epochs) and cycles "
+                f"(number of cycles); got t_0={self.t_0}, cycles={self.cycles}"
+            )
+        if self.t_0 is not None and not self.t_0 > 0:
+            raise ValueError(f"t_0 must be > 0 epochs; got {self.t_0}")
+        if self.cycles is not None and (
+            isinstance(self.cycles, bool)
+            or not isinstance(self.cycles, int)
+            or self.cycles < 1
+        ):
+            raise ValueError(f"cycles must be an integer >= 1; got {self.cycles!r}")
+        if not self.t_mult >= 1:
+            raise ValueError(f"t_mult must be >= 1; got {self.t_mult}")
+        if not self.warmup_epochs >= 0:
+            raise ValueError(f"warmup_epochs must be >= 0; got {self.warmup_epochs}")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ScheduleSpec:
+        """Build from a JSON/YAML mapping; missing keys take their defaults.
+
+        Raises:
+            ValueError: on an unknown key or a bad value; the message names the
+                key and what it accepts.
+        """
+        unknown = sorted(set(d) - set(_PARSERS))
+        if unknown:
+            raise ValueError(
+                f"unknown schedule key(s) {unknown}; allowed keys: {', '.join(_PARSERS)}"
+            )
+        kwargs = {}
+        for key, value in d.items():
+            parse, accepts = _PARSERS[key]
+            try:
+                kwargs[key] = parse(value)
+            except (TypeError, ValueError):
+                raise ValueError(f"{key} must be {accepts}; got {value!r}") from None
+        return cls(**kwargs)
+
+    def to_dict(self) -> dict:
+        """JSON-friendly dict; ``ScheduleSpec.from_dict(spec.to_dict()) == spec``."""
+        return {**dataclasses.asdict(self), "milestones": list(self.milestones)}
+
+
+def _number(value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError
+    return float(value)
+
+
+def _integer(value) -> int:
+    if not _number(value).is_integer():
+        raise ValueError
+    return int(value)
+
+
+def _optional(parse: Callable) -> Callable:
+    return lambda value: None if value is None else parse(value)
+
+
+# key -> (parser, what it accepts), for ScheduleSpec.from_dict.
+_PARSERS: dict[str, tuple[Callable, str]] = {
+    "kind": (str, "one of " + ", ".join(KINDS)),
+    "milestones": (lambda v: tuple(map(_number, v)), "a list of epochs"),
+    "gamma": (_number, "a number > 0"),
+    "t_0": (_optional(_number), "null or a number of epochs > 0"),
+    "cycles": (_optional(_integer), "null or an integer >= 1"),
+    "t_mult": (_number, "a number >= 1"),
+    "warmup_epochs": (_number, "a number of epochs >= 0"),
+}
+
+
+def _geometric_sum(n: float, ratio: float) -> float:
+    r""":math:`\sum_{j<n} \text{ratio}^j`: the length of ``n`` cycles, in units of the first."""
+    return n if ratio == 1 else (ratio**n - 1) / (ratio - 1)
+
+
+def _sgdr_position(step: int, first: float, t_mult: float) -> tuple[float, float]:
+    r"""Return :math:`(T_{cur}, T_i)` at batch ``step``, both in batches.
+
+    The cycles last ``first``, ``first * t_mult``, ... batches; the :math:`n`-th
+    cycle (from 0) starts at :math:`\text{first} \cdot \sum_{j<n} t_{mult}^j`, so
+
+    .. math::
+        n = \left\lfloor \log_{t_{mult}}\left(\frac{t}{\text{first}}(t_{mult} - 1)
+        + 1\right) \right\rfloor \quad (n = \lfloor t / \text{first} \rfloor
+        \text{ if } t_{mult} = 1).
+
+    torch's ``CosineAnnealingWarmRestarts.step(epoch)`` uses the same closed form
+    but needs integer ``T_0``/``T_mult`` and drops a restart where ``math.log``
+    rounds down (``T_mult=3``: the restart at 121 T_0 is missed); the ``_EPS``
+    here makes boundaries land on their batch.
+    """
+    units = step / first
+    if t_mult == 1:
+        n = math.floor(units + _EPS)
+    else:
+        n = math.floor(math.log(units * (t_mult - 1) + 1, t_mult) + _EPS)
+    return max(step - first * _geometric_sum(n, t_mult), 0.0), first * t_mult**n
+
+
+def _half_cosine(t_cur: float, t_i: float) -> float:
+    return 0.5 * (1 + math.cos(math.pi * t_cur / t_i))
+
+
+class Schedule:
+    r"""Owns the torch scheduler for one optimizer; built by :func:`build_schedule`.
+
+    Call :meth:`step` once per batch, after ``optimizer.step()``. At batch
+    :math:`t` (the number of :meth:`step` calls so far) every param group has
+
+    .. math::
+        \text{lr}_t = \text{lr}_0 \, \eta_t, \qquad
+        \eta_t = \min\left(1, \frac{t + 1}{W}\right) \eta^{\text{main}}_t,
+
+    with :math:`\text{lr}_0` the group's ``initial_lr`` (set to its ``lr`` on
+    construction if absent), :math:`W` the warm-up length in batches (no factor
+    when :math:`W = 0`) and :math:`\eta^{\text{main}}_t` the learning rate
+    ``scheduler`` gives its unit-lr clock optimizer. The learning rates are set
+    for batch 0 on construction.
+    """
+
+    def __init__(
+        self,
+        optimizer: Optimizer,
+        scheduler: LRScheduler,
+        *,
+        steps_per_epoch: int,
+        warmup_steps: int,
+        cycle_steps: Callable[[int], float],
+    ) -> None:
+        self.optimizer = optimizer
+        self.scheduler = scheduler
+        self.steps_per_epoch = steps_per_epoch
+        self.warmup_steps = warmup_steps
+        self._cycle_steps = cycle_steps
+        self._step = 0
+        for group in optimizer.param_groups:
+            group.setdefault("initial_lr", group["lr"])
+        self._set_lrs()
+
+    def step(self) -> None:
+        """Advance one batch (call after ``optimizer.step()``)."""
+        self.scheduler.step()
+        self._step += 1
+        self._set_lrs()
+
+    def _set_lrs(self) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = group["initial_lr"] * self.multiplier
+
+    @property
+    def multiplier(self) -> float:
+        r""":math:`\eta_t` for the next batch: :math:`\text{lr}_t / \text{lr}_0` of every group."""
+        warmup = (
+            min(1.0, (self._step + 1) / self.warmup_steps) if self.warmup_steps else 1.0
+        )
+        return warmup * self.scheduler.get_last_lr()[0]
+
+    @property
+    def cycle_epochs(self) -> float:
+        r""":math:`T_i` of the current restart cycle in epochs (``warm_restarts``);
+        the run's total epochs for the other kinds. Used for the normalized weight
+        decay :math:`\lambda = \lambda_{norm} \sqrt{b / (B T)}`."""
+        return self._cycle_steps(self._step) / self.steps_per_epoch
+
+
+def build_schedule(
+    optimizer: Optimizer, spec: ScheduleSpec, *, epochs: int, steps_per_epoch: int
+) -> Schedule:
+    r"""Build the :class:`Schedule` ``spec`` describes for a run of ``epochs``
+    epochs of ``steps_per_epoch`` batches.
+
+    Epoch times become batch steps: milestones and the warm-up are rounded to
+    the nearest batch; restart boundaries are exact (fractional epochs).
+
+    Raises:
+        ValueError: ``epochs`` or ``steps_per_epoch`` not positive, or
+            ``spec.warmup_epochs >= epochs``.
+    """
+    if not epochs > 0:
+        raise ValueError(f"epochs must be > 0; got {epochs}")
+    if not steps_per_epoch > 0:
+        raise ValueError(f"steps_per_epoch must be > 0; got {steps_per_epoch}")
+    if not spec.warmup_epochs < epochs:
+        raise ValueError(
+            f"warmup_epochs must be < epochs ({epochs}); got {spec.warmup_epochs}"
+        )
+    total_steps = epochs * steps_per_epoch
+    cycle_steps = lambda step: float(total_steps)
+    clock = torch.optim.SGD([torch.zeros(0)], lr=1.0)
+    if spec.kind == "fixed":
+        scheduler = LambdaLR(clock, lambda step: 1.0)
+    elif spec.kind == "step":
+        milestones = [round(m * steps_per_epoch) for m in spec.milestones]
+        scheduler = MultiStepLR(clock, milestones, gamma=spec.gamma)
+    elif spec.kind == "cosine":
+        scheduler = CosineAnnealingLR(clock, T_max=total_steps)
+    else:
+        t_0 = (
+            spec.t_0
+            if spec.t_0 is not None
+            else epochs / _geometric_sum(spec.cycles, spec.t_mult)
+        )
+        position = partial(
+            _sgdr_position, first=t_0 * steps_per_epoch, t_mult=spec.t_mult
+        )
+        scheduler = LambdaLR(clock, lambda step: _half_cosine(*position(step)))
+        cycle_steps = lambda step: position(step)[1]
+    clock.step()  # (a no-op) so torch doesn't warn its scheduler steps first
+    return Schedule(
+        optimizer,
+        scheduler,
+        steps_per_epoch=steps_per_epoch,
+        warmup_steps=round(spec.warmup_epochs * steps_per_epoch),
+        cycle_steps=cycle_steps,
+    )
