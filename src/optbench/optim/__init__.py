@@ -3,6 +3,6 @@
 from .memory import predicted_state_bytes, state_bytes
 from .normalized import normalized_weight_decay
 from .optimizer import AdaptiveOptimizer
-from .presets import Adafactor, AdamW
+from .presets import PRESETS, Adafactor, AdamW, make_optimizer
 
-__all__ = ["AdaptiveOptimizer", "AdamW", "Adafactor", "state_bytes", "predicted_state_bytes", "normalized_weight_decay"]
+__all__ = ["AdaptiveOptimizer", "AdamW", "Adafactor", "PRESETS", "make_optimizer", "state_bytes", "predicted_state_bytes", "normalized_weight_decay"]

@@ -2,6 +2,8 @@ r"""The two papers' optimizers as presets of :class:`AdaptiveOptimizer`; they di
 
 from __future__ import annotations
 
+import inspect
+
 from .optimizer import AdaptiveOptimizer
 
 
@@ -46,3 +48,24 @@ class Adafactor(AdaptiveOptimizer):
         super().__init__(params, lr, weight_decay=weight_decay, decay=decay, beta1=beta1, beta2=beta2,
                          beta2_decay=beta2_decay, eps=eps, eps1=eps1, eps2=eps2, factored=factored,
                          momentum=momentum, clip_threshold=clip_threshold, relative_step=relative_step)
+
+
+PRESETS = {"AdamW": AdamW, "Adafactor": Adafactor}
+
+
+def make_optimizer(preset: str, params, *, lr: float, weight_decay: float, switches: dict) -> AdaptiveOptimizer:
+    """A preset with switches by their :class:`AdaptiveOptimizer` names (``beta1``/``beta2`` for both presets)."""
+    if preset not in PRESETS:
+        raise ValueError(f"optimizer.preset: unknown preset {preset!r}; allowed: {', '.join(PRESETS)}")
+    allowed = set(inspect.signature(AdaptiveOptimizer).parameters) - {"params", "lr", "weight_decay"}
+    unknown = sorted(set(switches) - allowed)
+    if unknown:
+        raise ValueError(f"optimizer.{unknown[0]}: unknown optimizer switch; allowed: {', '.join(sorted(allowed))}")
+    kwargs = dict(switches)
+    if preset == "AdamW" and ("beta1" in kwargs or "beta2" in kwargs):
+        defaults = inspect.signature(AdamW).parameters["betas"].default
+        kwargs["betas"] = (kwargs.pop("beta1", defaults[0]), kwargs.pop("beta2", defaults[1]))
+    try:
+        return PRESETS[preset](params, lr=lr, weight_decay=weight_decay, **kwargs)
+    except ValueError as err:
+        raise ValueError(f"optimizer.{err}") from None
