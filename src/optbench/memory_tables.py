@@ -1,0 +1,156 @@
+"""Optimizer state memory per variant and model: predicted from shapes, measured in runs.
+
+Every model is built on the ``meta`` device, so a 60M-parameter Transformer costs no
+memory. The first row holds each model's parameter bytes; the others each variant's
+predicted optimizer state bytes and their ratio to Adam's state (first and second
+moment in full, 2 x parameter bytes) or to a ``reference`` variant's. Given runs, the
+bytes they measured sit next to the prediction for the model they trained.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pandas as pd
+
+from .aggregate import write_runs
+from .atomic import atomic_write_text
+from .models import build_model
+from .optim import make_optimizer, predicted_state_bytes
+from .spec import OptimizerSpec
+
+PARAMETERS = "parameters"
+PARAMETERS_LABEL = "parameters (Adam's state: 2x)"
+MEASURED = "memory.optimizer_state_bytes"
+RUN_COLUMNS = ("variant", "model", MEASURED)
+BYTE_UNITS = ("B", "KiB", "MiB", "GiB")
+
+
+@dataclass(frozen=True)
+class MemoryModel:
+    """A model of the table: display label and :func:`build_model` arguments."""
+
+    label: str
+    num_classes: int
+    input_shape: tuple[int, ...]
+
+
+MEMORY_MODELS = {
+    "cnn": MemoryModel("MNIST-1D CNN", 10, (1, 40)),  # the quick preset's
+    "shake_shake_26_2x64d": MemoryModel("Shake-Shake 26 2x64d", 10, (3, 32, 32)),  # AdamW paper, CIFAR-10
+    "transformer_base": MemoryModel("Transformer-base", 32_000, (256,)),  # Adafactor paper, vocabulary 32k
+}
+
+
+def _optimizer_spec(name: str, description: dict) -> OptimizerSpec:
+    """The optimizer of a variant described as in the config (``label`` and ``normalized_decay`` allowed)."""
+    optimizer = {k: v for k, v in description.items() if k != "label"}
+    try:
+        return OptimizerSpec.from_dict(optimizer)
+    except ValueError as err:
+        raise ValueError(f"variants.{name}.{err}") from None
+
+
+def _predicted(specs: dict[str, OptimizerSpec], name: str, model: MemoryModel) -> pd.Series:
+    """Parameter bytes, then each variant's predicted state bytes, of one model built on ``meta``."""
+    params = list(build_model(name, num_classes=model.num_classes, input_shape=model.input_shape,
+                              device="meta").parameters())
+    state = {
+        variant: predicted_state_bytes(make_optimizer(spec.preset, params, lr=0.0, weight_decay=0.0,
+                                                      switches=spec.switches))
+        for variant, spec in specs.items()
+    }
+    return pd.Series({PARAMETERS: sum(p.numel() * p.element_size() for p in params), **state})
+
+
+def _measured(runs: pd.DataFrame, variants: list[str], models: dict[str, MemoryModel]) -> pd.DataFrame:
+    """Measured state bytes by variant (rows) and model (columns); runs of other variants are ignored."""
+    missing = [c for c in RUN_COLUMNS if c not in runs.columns]
+    if missing:
+        raise ValueError(f"runs lack columns: {missing}")
+    runs = runs[runs["variant"].isin(variants)]
+    unknown = sorted(set(runs["model"]) - set(models))
+    if unknown:
+        raise ValueError(f"runs: model {unknown[0]!r} is not among the table's models: {', '.join(models)}")
+    grouped = runs.groupby(["variant", "model"])[MEASURED]
+    values = grouped.unique()
+    differing = values[values.map(len) > 1]
+    if len(differing):
+        (variant, model), found = next(iter(differing.items()))
+        raise ValueError(f"variant {variant!r}: its runs on {model!r} measured different optimizer state bytes: "
+                         f"{sorted(found.tolist())}")
+    return grouped.first().unstack("model").astype("Int64")
+
+
+def memory_table(
+    variants: dict[str, dict],
+    runs: pd.DataFrame | None,
+    models: dict[str, MemoryModel] = MEMORY_MODELS,
+    reference: str | None = None,
+) -> pd.DataFrame:
+    """One row of parameter bytes, then one row per variant, with for each model (by label):
+
+    ``<model> bytes``, ``<model> ratio to <Adam or reference>`` and, for the models ``runs``
+    trained, ``<model> measured bytes`` and ``<model> measured == predicted``.
+    """
+    if not models:
+        raise ValueError("models: none given")
+    if PARAMETERS in variants:
+        raise ValueError(f"variants: {PARAMETERS!r} names the table's first row; rename that variant")
+    if reference is not None and reference not in variants:
+        raise ValueError(f"reference: unknown variant {reference!r}; allowed: {', '.join(variants)}")
+    specs = {name: _optimizer_spec(name, description) for name, description in variants.items()}
+    predicted = pd.DataFrame({name: _predicted(specs, name, model) for name, model in models.items()})
+    baseline = 2 * predicted.loc[PARAMETERS] if reference is None else predicted.loc[reference]
+    measured = pd.DataFrame() if runs is None else _measured(runs, list(variants), models)
+
+    columns = {}
+    for name, model in models.items():
+        columns[f"{model.label} bytes"] = predicted[name]
+        columns[f"{model.label} ratio to {reference or 'Adam'}"] = predicted[name] / baseline[name]
+        if name in measured.columns:
+            found = measured[name].reindex(predicted.index)
+            columns[f"{model.label} measured bytes"] = found
+            columns[f"{model.label} measured == predicted"] = found.eq(predicted[name])
+    labels = [PARAMETERS_LABEL, *(description.get("label", name) for name, description in variants.items())]
+    table = pd.DataFrame({"label": labels, **columns}, index=predicted.index)
+    return table.rename_axis("variant").reset_index()
+
+
+def format_bytes(n: int) -> str:
+    """Bytes in the largest binary unit that keeps the number at least 1: ``1.50 KiB``."""
+    unit = 0
+    while n >= 1024 ** (unit + 1) and unit < len(BYTE_UNITS) - 1:
+        unit += 1
+    return f"{n} B" if unit == 0 else f"{n / 1024**unit:.2f} {BYTE_UNITS[unit]}"
+
+
+def format_ratio(r: float) -> str:
+    """Two decimals; two significant digits below 0.01, so a small ratio does not read 0.00."""
+    return f"{r:.2f}" if r == 0 or abs(r) >= 0.01 else f"{r:.2g}"
+
+
+def _formatter(column: str) -> Callable | None:
+    """How a numeric column is shown in Markdown; None for a text column."""
+    if column.endswith("bytes"):
+        return format_bytes
+    if " ratio to " in column:
+        return format_ratio
+    return None
+
+
+def markdown_table(table: pd.DataFrame) -> str:
+    """A GitHub Markdown table: bytes in binary units, ratios with 2 decimals, numbers right-aligned."""
+    formatters = {column: _formatter(column) for column in table.columns}
+    cells = table.apply(lambda column: column.map(formatters[column.name] or str, na_action="ignore")).fillna("")
+    rule = ["---:" if formatter else "---" for formatter in formatters.values()]
+    rows = [list(table.columns), rule, *cells.itertuples(index=False)]
+    return "".join(f"| {' | '.join(row)} |\n" for row in rows)
+
+
+def write_memory_tables(table: pd.DataFrame, csv_path: str | os.PathLike, md_path: str | os.PathLike) -> None:
+    """The table as CSV (exact bytes) and as Markdown for humans, each written atomically."""
+    write_runs(table, csv_path)
+    atomic_write_text(md_path, markdown_table(table))
