@@ -176,6 +176,16 @@ def test_factored_adamw_first_step_is_sign():
     torch.testing.assert_close(-x, torch.sign(g), rtol=1e-12, atol=0)
 
 
+def test_factored_moment_of_a_zero_gradient_matrix_is_zero_not_nan():
+    # a dead unit: one matrix of a conv weight gets no gradient, and AdamW's eps1 is 0
+    x = torch.ones(2, 4, 3, dtype=torch.float64)
+    x.grad = torch.randn(2, 4, 3, dtype=torch.float64)
+    x.grad[1] = 0.0
+    AdamW([x], lr=0.1, factored=True).step()
+    assert torch.isfinite(x).all()
+    torch.testing.assert_close(x[1], torch.ones(4, 3, dtype=torch.float64))
+
+
 def test_transposing_w_and_g_transposes_the_update():
     g = torch.randn(6, 4, dtype=torch.float64)
     u = factored_u(g)

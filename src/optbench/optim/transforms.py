@@ -121,8 +121,10 @@ class FactoredSecondMoment:
         cols = [s["exp_avg_sq_col"] for s in states]
         torch._foreach_lerp_(rows, [g.mean(dim=-1) for g in squares], 1.0 - beta2_t)
         torch._foreach_lerp_(cols, [g.mean(dim=-2) for g in squares], 1.0 - beta2_t)
+        # A matrix whose gradient was all zero so far has R = 0, and V = 0 in the limit:
+        # the floor on mean(R) gives exactly that instead of 0 / 0.
         return [
-            (r / r.mean(dim=-1, keepdim=True)).unsqueeze(-1) * c.unsqueeze(-2)
+            (r / r.mean(dim=-1, keepdim=True).clamp(min=torch.finfo(r.dtype).tiny)).unsqueeze(-1) * c.unsqueeze(-2)
             for r, c in zip(rows, cols)
         ]
 
