@@ -78,13 +78,6 @@ def test_labels_default_to_the_variant_name(table):
     assert table.loc["adamw_factored", "label"] == "adamw_factored"
 
 
-def test_ratios_to_a_reference_variant():
-    ratios = memory_table(VARIANTS, None, models=CNN, reference="adafactor").set_index("variant")
-    column = "MNIST-1D CNN ratio to adafactor"
-    assert ratios.loc["adafactor", column] == 1.0
-    assert ratios.loc["adamw", column] == CNN_STATE["adamw"] / CNN_STATE["adafactor"]
-
-
 def test_measured_bytes_sit_next_to_the_prediction():
     runs = synthetic_runs(adafactor_bytes=(7000, 7000))  # a measurement that disagrees with the prediction
     table = memory_table(VARIANTS, runs, models=CNN).set_index("variant")
@@ -104,7 +97,6 @@ def test_runs_of_one_variant_that_measured_different_bytes_are_refused():
 @pytest.mark.parametrize("runs,kwargs,message", [
     (synthetic_runs().drop(columns="model"), {}, r"runs lack columns: \['model'\]"),
     (synthetic_runs().assign(model="mlp"), {}, r"model 'mlp' is not among the table's models: cnn"),
-    (None, {"reference": "sgd"}, r"reference: unknown variant 'sgd'"),
     (None, {"models": {}}, "models: none given"),
 ])
 def test_bad_input_is_named(runs, kwargs, message):

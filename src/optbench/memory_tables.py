@@ -3,7 +3,7 @@
 Every model is built on the ``meta`` device, so a 60M-parameter Transformer costs no
 memory. The first row holds each model's parameter bytes; the others each variant's
 predicted optimizer state bytes and their ratio to Adam's state (first and second
-moment in full, 2 x parameter bytes) or to a ``reference`` variant's. Given runs, the
+moment in full, 2 x parameter bytes). Given runs, the
 bytes they measured sit next to the prediction for the model they trained.
 """
 
@@ -88,28 +88,25 @@ def memory_table(
     variants: dict[str, dict],
     runs: pd.DataFrame | None,
     models: dict[str, MemoryModel] = MEMORY_MODELS,
-    reference: str | None = None,
 ) -> pd.DataFrame:
     """One row of parameter bytes, then one row per variant, with for each model (by label):
 
-    ``<model> bytes``, ``<model> ratio to <Adam or reference>`` and, for the models ``runs``
+    ``<model> bytes``, ``<model> ratio to Adam`` (Adam keeps 2 numbers per parameter) and, for the models ``runs``
     trained, ``<model> measured bytes`` and ``<model> measured == predicted``.
     """
     if not models:
         raise ValueError("models: none given")
     if PARAMETERS in variants:
         raise ValueError(f"variants: {PARAMETERS!r} names the table's first row; rename that variant")
-    if reference is not None and reference not in variants:
-        raise ValueError(f"reference: unknown variant {reference!r}; allowed: {', '.join(variants)}")
     specs = {name: _optimizer_spec(name, description) for name, description in variants.items()}
     predicted = pd.DataFrame({name: _predicted(specs, name, model) for name, model in models.items()})
-    baseline = 2 * predicted.loc[PARAMETERS] if reference is None else predicted.loc[reference]
+    adam = 2 * predicted.loc[PARAMETERS]
     measured = pd.DataFrame() if runs is None else _measured(runs, list(variants), models)
 
     columns = {}
     for name, model in models.items():
         columns[f"{model.label} bytes"] = predicted[name]
-        columns[f"{model.label} ratio to {reference or 'Adam'}"] = predicted[name] / baseline[name]
+        columns[f"{model.label} ratio to Adam"] = predicted[name] / adam[name]
         if name in measured.columns:
             found = measured[name].reindex(predicted.index)
             columns[f"{model.label} measured bytes"] = found
