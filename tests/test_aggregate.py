@@ -162,18 +162,17 @@ def test_spearman_ranks_with_ties():
     assert spearman(pd.Series([0.0, 1.0, 1.0, 5.0]), x) == pytest.approx(4.5 / math.sqrt(4.5 * 5))
 
 
-def test_aggregate_writes_runs_and_summary(records, tmp_path):
+def test_aggregate_writes_runs(records, tmp_path):
     paths = []
     for i, record in enumerate(records[:12]):
         paths.append(tmp_path / f"run{i}.json")
         paths[-1].write_text(json.dumps(record))
-    aggregate(paths, tmp_path / "out" / "runs.csv", tmp_path / "out" / "summary.csv")
+    aggregate(paths, tmp_path / "out" / "runs.csv")
     assert len(read_runs(tmp_path / "out" / "runs.csv")) == 12
-    assert pd.read_csv(tmp_path / "out" / "summary.csv")["variant"].tolist() == ["adamw"]
 
 
 def test_aggregate_names_an_invalid_json_file(tmp_path):
     bad = tmp_path / "broken.json"
     bad.write_text("{")
     with pytest.raises(ValueError, match="broken.json"):
-        aggregate([bad], tmp_path / "runs.csv", tmp_path / "summary.csv")
+        aggregate([bad], tmp_path / "runs.csv")

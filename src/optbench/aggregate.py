@@ -183,12 +183,6 @@ def load_records(paths: Iterable[str | os.PathLike]) -> list[dict]:
     return records
 
 
-def aggregate(
-    record_paths: Iterable[str | os.PathLike],
-    runs_csv: str | os.PathLike,
-    summary_csv: str | os.PathLike,
-) -> None:
-    """Workflow step: run-record JSON files -> ``runs.csv`` and ``summary.csv``."""
-    runs = runs_table(load_records(record_paths))
-    write_runs(runs, runs_csv)
-    write_runs(summary_table(runs), summary_csv)
+def aggregate(record_paths: Iterable[str | os.PathLike], runs_csv: str | os.PathLike) -> None:
+    """Workflow step: run-record JSON files -> ``runs.csv``."""
+    write_runs(runs_table(load_records(record_paths)), runs_csv)

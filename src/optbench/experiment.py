@@ -1,0 +1,104 @@
+"""From the workflow's config (variant table x grid x seeds, one preset) to run specs, shards and outputs.
+
+Imports nothing but the standard library: the Snakefile loads it in whatever Python runs Snakemake.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """The runs of one preset, cut into shards of at most ``runs_per_job`` runs of one variant each."""
+
+    preset: str
+    settings: dict[str, Any]
+    variants: dict[str, dict[str, Any]]
+    figures: dict[str, dict[str, Any]]
+
+    @property
+    def runs_per_job(self) -> int:
+        return self.settings["runs_per_job"]
+
+    def grid(self, variant: str) -> tuple[list[float], list[float]]:
+        """Learning rates and weight decays of a variant's heatmap."""
+        grid = self.settings["grids"][self.variants[variant]["grid"]]
+        return axis_values(grid["lr"]), axis_values(grid["weight_decay"])
+
+    def runs(self, variant: str) -> list[dict[str, Any]]:
+        """Run spec dicts of one variant, in grid order (lr, then weight decay, then seed)."""
+        lrs, decays = self.grid(variant)
+        return [self.run(variant, lr, wd, seed) for lr in lrs for wd in decays for seed in self.settings["seeds"]]
+
+    def run(self, variant: str, lr: float, weight_decay: float, seed: int) -> dict[str, Any]:
+        s, v = self.settings, self.variants[variant]
+        return {
+            "variant": variant,
+            "optimizer": v["optimizer"],
+            "schedule": s["schedules"][v["schedule"]],
+            "lr": lr,
+            "weight_decay": weight_decay,
+            "seed": seed,
+            "preset": self.preset,
+            **{k: s[k] for k in ("dataset", "model", "epochs", "batch_size", "device", "bf16", "data_dir",
+                                 "dataset_options")},
+        }
+
+    def shards(self, variant: str) -> list[list[dict[str, Any]]]:
+        runs, n = self.runs(variant), self.runs_per_job
+        return [runs[i:i + n] for i in range(0, len(runs), n)]
+
+    def outputs(self, results: str) -> dict[str, Any]:
+        """Tables and figures made from ``runs.csv`` alone, under the ``results`` directory."""
+        def figure(name: str) -> list[str]:
+            return [f"{results}/figures/{name}.{ext}" for ext in ("png", "pdf")]
+
+        return {
+            "summary": f"{results}/tables/summary.csv",
+            "memory": [f"{results}/tables/memory.csv", f"{results}/tables/memory.md"],
+            "heatmaps": {name: figure(name) for name in self.figures},
+            "learning_curves": figure("learning_curves"),
+        }
+
+
+def axis_values(axis: dict[str, Any]) -> list[float]:
+    """An axis given as ``{"values": [...]}`` or ``{"log2": [lo, hi]}`` (every power of two in between)."""
+    if "values" in axis:
+        return [float(v) for v in axis["values"]]
+    lo, hi = axis["log2"]
+    return [2.0**e for e in range(lo, hi + 1)]
+
+
+def load_experiment(config: dict[str, Any]) -> Experiment:
+    """The experiment of ``config["preset"]``; a ValueError names an unknown preset, variant, grid or schedule."""
+    name = config["preset"]
+    presets = config["presets"]
+    if name not in presets:
+        raise ValueError(f"preset: unknown preset {name!r}; allowed: {', '.join(presets)}")
+    settings = presets[name]
+    chosen = list(config["variants"]) if settings["variants"] == "all" else settings["variants"]
+    variants = {}
+    for v in chosen:
+        if v not in config["variants"]:
+            raise ValueError(f"presets.{name}.variants: unknown variant {v!r}; allowed: {', '.join(config['variants'])}")
+        row = config["variants"][v]
+        for key, table in (("grid", "grids"), ("schedule", "schedules")):
+            if row[key] not in settings[table]:
+                raise ValueError(f"variants.{v}.{key}: {row[key]!r} is not among presets.{name}.{table}: "
+                                 f"{', '.join(settings[table])}")
+        variants[v] = row
+    figures = {}
+    for fig, spec in config["figures"].items():
+        panels = _present_panels(spec["panels"], variants)
+        if panels:
+            figures[fig] = {**spec, "panels": panels}
+    return Experiment(name, settings, variants, figures)
+
+
+def _present_panels(panels: list[list[str | None]], variants: dict) -> list[list[str | None]]:
+    """The panel grid with absent variants blanked and empty rows and columns dropped."""
+    grid = [[p if p in variants else None for p in row] for row in panels]
+    columns = [j for j in range(max(map(len, grid))) if any(j < len(row) and row[j] for row in grid)]
+    return [[row[j] if j < len(row) else None for j in columns] for row in grid if any(row)]
