@@ -6,6 +6,7 @@ Imports nothing but the standard library: the Snakefile loads it in whatever Pyt
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 
@@ -47,8 +48,17 @@ class Experiment:
         }
 
     def shards(self, variant: str) -> list[list[dict[str, Any]]]:
-        runs, n = self.runs(variant), self.runs_per_job
-        return [runs[i:i + n] for i in range(0, len(runs), n)]
+        """The variant's runs in jobs of at most ``runs_per_job`` (computed once per variant)."""
+        return self._shards[variant]
+
+    @cached_property
+    def _shards(self) -> dict[str, list[list[dict[str, Any]]]]:
+        n = self.runs_per_job
+        shards = {}
+        for variant in self.variants:
+            runs = self.runs(variant)
+            shards[variant] = [runs[i:i + n] for i in range(0, len(runs), n)]
+        return shards
 
     def outputs(self, results: str) -> dict[str, Any]:
         """Tables and figures made from ``runs.csv`` alone, under the ``results`` directory."""
