@@ -134,31 +134,26 @@ class Direction:
 
     Pieces rescale it (:meth:`scale`) without touching memory; it is divided out
     (:meth:`values`) only when a piece needs the values, so the plain Adam step stays
-    a single ``addcdiv`` as in ``torch.optim.AdamW``. ``k`` is a float or a list of
-    0-dim tensors (one per parameter).
+    a single ``addcdiv`` as in ``torch.optim.AdamW``. ``k`` is a float, or a vector
+    with one entry per parameter (per-tensor clipping and relative steps).
     """
 
-    def __init__(self, num: list[Tensor], den: list[Tensor] | None, coef: float | list[Tensor] = 1.0):
+    def __init__(self, num: list[Tensor], den: list[Tensor] | None, coef: float | Tensor = 1.0):
         self.num, self.den, self.coef = num, den, coef
 
-    def scale(self, factor: float | list[Tensor]) -> None:
-        if isinstance(self.coef, float) and isinstance(factor, float):
-            self.coef *= factor
-        elif isinstance(self.coef, float):
-            self.coef = torch._foreach_mul(factor, self.coef)
-        else:
-            self.coef = torch._foreach_mul(self.coef, factor)
+    def scale(self, factor: float | Tensor) -> None:
+        self.coef = self.coef * factor
 
     def values(self) -> list[Tensor]:
         """U as tensors (computed once; never the caller's gradients modified in place)."""
-        if self.den is not None:
-            self.num, self.den = torch._foreach_div(self.num, self.den), None
-            if not (isinstance(self.coef, float) and self.coef == 1.0):
-                torch._foreach_mul_(self.num, self.coef)
-        elif not (isinstance(self.coef, float) and self.coef == 1.0):
-            self.num = torch._foreach_mul(self.num, self.coef)
-        self.coef = 1.0
-        return self.num
+        unit = isinstance(self.coef, float) and self.coef == 1.0
+        if self.den is None and unit:
+            return self.num
+        u = torch._foreach_div(self.num, self.den) if self.den is not None else torch._foreach_mul(self.num, 1.0)
+        if not unit:
+            torch._foreach_mul_(u, self.coef if isinstance(self.coef, float) else list(self.coef.unbind()))
+        self.num, self.den, self.coef = u, None, 1.0
+        return u
 
     def subtract_from(self, params: list[Tensor]) -> None:
         r""":math:`X \leftarrow X - U`."""
@@ -206,7 +201,7 @@ def _block_rms(tensors: list[Tensor]) -> Tensor:
 def clip_by_block_rms(direction: Direction, d: float) -> None:
     r"""Update clipping: :math:`\hat U = U / \max(1, \mathrm{RMS}(U) / d)`, RMS per tensor."""
     rms = _block_rms(direction.values())
-    direction.scale(list((rms / d).clamp(min=1.0).reciprocal().unbind()))
+    direction.scale((rms / d).clamp(min=1.0).reciprocal())
 
 
 def absolute_step_size(lr: float) -> float:
@@ -214,12 +209,12 @@ def absolute_step_size(lr: float) -> float:
     return lr
 
 
-def relative_step_size(params: list[Tensor], lr: float, t: int, eps2: float) -> list[Tensor]:
+def relative_step_size(params: list[Tensor], lr: float, t: int, eps2: float) -> Tensor:
     r"""Relative step size :math:`\alpha_t = \max(\epsilon_2, \mathrm{RMS}(X_{t-1}))\, \rho_t`,
     :math:`\rho_t = \min(\mathrm{lr}_t, 1/\sqrt{t})`, one per tensor. Call it before any decay.
     """
     rho = min(lr, 1.0 / math.sqrt(t))
-    return list((_block_rms(params).clamp(min=eps2) * rho).unbind())
+    return _block_rms(params).clamp(min=eps2) * rho
 
 
 def update_momentum(states: list[dict], direction: Direction, beta1: float) -> Direction:
