@@ -3,7 +3,8 @@
     python benchmarks/optimizer_step.py [--repeats 50] [--threads N]
 
 For each parameter set (the shapes of an 11.7M-parameter ResNet-18 and of the
-MNIST-1D CNN) it prints the median step time of each optimizer after warm-up, the
+MNIST-1D CNN) it prints the median step time of each optimizer after warm-up (the two
+optimizers' steps interleaved), the
 ratio ours / torch, the bytes one step must at least move through memory, and the
 bandwidth that implies next to the copy bandwidth this process measures.
 """
@@ -49,14 +50,17 @@ def timed(fn, device: torch.device) -> float:
     return time.perf_counter() - start
 
 
-def median_step_seconds(make_opt, shapes, repeats: int, device: torch.device, warmup: int = 5) -> float:
-    torch.manual_seed(0)
-    params = [torch.randn(s, device=device) * 0.1 for s in shapes]
-    for p in params:
-        p.grad = torch.randn_like(p) * 1e-2
-    opt = make_opt(params)
-    times = [timed(opt.step, device) for _ in range(warmup + repeats)]
-    return statistics.median(times[warmup:])
+def median_step_seconds(makers, shapes, repeats: int, device: torch.device, warmup: int = 5) -> list[float]:
+    """Median seconds per step of each optimizer, their steps interleaved so that drift hits all alike."""
+    optimizers = []
+    for make in makers:
+        torch.manual_seed(0)
+        params = [torch.randn(s, device=device) * 0.1 for s in shapes]
+        for p in params:
+            p.grad = torch.randn_like(p) * 1e-2
+        optimizers.append(make(params))
+    times = [[timed(opt.step, device) for opt in optimizers] for _ in range(warmup + repeats)]
+    return [statistics.median(column) for column in zip(*times[warmup:])]
 
 
 def copy_bandwidth(device: torch.device, nbytes: int = 1 << 28, repeats: int = 10) -> float:
@@ -91,8 +95,7 @@ def main() -> None:
     for set_name, shapes in parameter_sets().items():
         numel = sum(s.numel() for s in shapes)
         for name, (ours, theirs) in PAIRS.items():
-            t_ours = median_step_seconds(ours, shapes, args.repeats, device)
-            t_torch = median_step_seconds(theirs, shapes, args.repeats, device)
+            t_ours, t_torch = median_step_seconds((ours, theirs), shapes, args.repeats, device)
             moved = MIN_PASSES[name] * numel * 4
             print(f"| {set_name} | {name} | {t_ours * 1e3:.3f} | {t_torch * 1e3:.3f} | {t_ours / t_torch:.2f} "
                   f"| {moved / 1e6:.1f} | {moved / t_ours / 1e9:.1f} | {100 * moved / t_ours / bandwidth:.0f} |")
