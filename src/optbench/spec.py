@@ -14,6 +14,7 @@ from .optim import make_optimizer
 from .schedules import ScheduleSpec
 
 DEVICES = ("auto", "cpu", "cuda")
+DTYPES = ("float32", "float64")
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ class OptimizerSpec:
     def resolved(self) -> dict[str, Any]:
         """Every switch of the optimizer, the preset's defaults filled in (lr and weight decay excluded)."""
         probe = make_optimizer(self.preset, [torch.zeros(1)], lr=0.0, weight_decay=0.0, switches=self.switches)
-        return {k: v for k, v in probe.defaults.items() if k not in ("lr", "weight_decay")}
+        return {k: v for k, v in probe.defaults.items() if k not in ("lr", "weight_decay", "stacked")}
 
     def to_dict(self) -> dict[str, Any]:
         return {"preset": self.preset, "normalized_decay": self.normalized_decay, **self.resolved()}
@@ -64,6 +65,7 @@ class RunSpec:
     seed: int = 0
     device: str = "auto"
     bf16: bool = False
+    dtype: str = "float32"
     preset: str = "custom"
     data_dir: str = "data"
     dataset_options: dict[str, Any] = field(default_factory=dict)
@@ -96,6 +98,7 @@ class RunSpec:
         _choice("dataset", self.dataset, DATASETS)
         _choice("model", self.model, MODELS)
         _choice("device", self.device, DEVICES)
+        _choice("dtype", self.dtype, DTYPES)
         for name in ("epochs", "batch_size"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:

@@ -12,6 +12,7 @@ from . import transforms as T
 
 DECAY_MODES = ("decoupled", "torch", "l2")
 MOMENTUM_MODES = ("gradient", "update")
+PER_MODEL_SETTINGS = ("lr", "weight_decay")  # may be (K,) tensors in a stacked group
 
 
 class AdaptiveOptimizer(torch.optim.Optimizer):
@@ -63,6 +64,15 @@ class AdaptiveOptimizer(torch.optim.Optimizer):
         clip_threshold: :math:`d`, or ``None`` for no update clipping.
         relative_step: use the relative step size :math:`\alpha_t` above.
 
+    Stacked models: a parameter group with ``"stacked": True`` holds K models trained
+    side by side, the leading dimension of every tensor indexing the model (as
+    ``torch.func.stack_module_state`` makes them). Every per-tensor quantity above is then
+    per model: :math:`\mathrm{RMS}(U)`, :math:`\mathrm{RMS}(X)`, the factored averages
+    (factored when a model's tensor has ``ndim >= 2``), and the group's ``lr`` and
+    ``weight_decay`` may be tensors of shape ``(K,)``, one value per model. The math is
+    the same code in both cases, so model k of a stacked group steps exactly as it would
+    alone.
+
     State per parameter: ``step`` (an int), ``exp_avg_sq`` or ``exp_avg_sq_row`` and
     ``exp_avg_sq_col``, and ``exp_avg`` ("gradient") or ``update_avg`` ("update") when
     :math:`\beta_1 > 0`.
@@ -89,7 +99,7 @@ class AdaptiveOptimizer(torch.optim.Optimizer):
         defaults = dict(
             lr=lr, weight_decay=weight_decay, decay=decay, beta1=beta1, beta2=beta2,
             beta2_decay=beta2_decay, eps=eps, eps1=eps1, eps2=eps2, factored=factored,
-            momentum=momentum, clip_threshold=clip_threshold, relative_step=relative_step,
+            momentum=momentum, clip_threshold=clip_threshold, relative_step=relative_step, stacked=False,
         )
         _check_settings(defaults)
         super().__init__(params, defaults)
@@ -101,6 +111,8 @@ class AdaptiveOptimizer(torch.optim.Optimizer):
         for p in group["params"]:
             if p.is_complex() or p.is_sparse:
                 raise ValueError(f"params: complex or sparse parameters are not supported (got {p.dtype}, {p.layout})")
+        if group["stacked"]:
+            _check_stacked(group)
 
     def _init_state(self, group: dict, p: Tensor) -> dict:
         state = self.state[p]
@@ -136,14 +148,15 @@ class AdaptiveOptimizer(torch.optim.Optimizer):
 
 
 def second_moment(group: dict, p: Tensor) -> type:
-    """The second-moment piece a parameter gets: factored only for tensors with ndim >= 2."""
-    return T.FactoredSecondMoment if group["factored"] and p.ndim >= 2 else T.FullSecondMoment
+    """The second-moment piece a parameter gets: factored only for (each model's) tensors with ndim >= 2."""
+    return T.FactoredSecondMoment if group["factored"] and p.ndim - group["stacked"] >= 2 else T.FullSecondMoment
 
 
 def _step_bucket(group: dict, t: int, moment: type, params: list[Tensor], grads: list[Tensor],
                  states: list[dict]) -> None:
     lr, lam, decay, beta1 = group["lr"], group["weight_decay"], group["decay"], group["beta1"]
-    if decay == "l2" and lam:
+    stacked = group["stacked"]
+    if decay == "l2" and (isinstance(lam, Tensor) or lam):
         grads = T.add_l2_gradient(grads, params, lam)
 
     beta2_t, correction = T.beta2_schedule(t, group["beta2"], group["beta2_decay"])
@@ -156,11 +169,11 @@ def _step_bucket(group: dict, t: int, moment: type, params: list[Tensor], grads:
                                 coef=coef)
 
     if group["clip_threshold"] is not None:
-        T.clip_by_block_rms(direction, group["clip_threshold"])
+        T.clip_by_block_rms(direction, group["clip_threshold"], stacked)
     if group["relative_step"]:
-        direction.scale(T.relative_step_size(params, lr, t, group["eps2"]))
+        direction.scale(T.relative_step_size(params, lr, t, group["eps2"], stacked))
     else:
-        direction.scale(T.absolute_step_size(lr))
+        direction.scale(T.absolute_step_size(lr, len(params)))
     if group["momentum"] == "update" and beta1 > 0:
         direction = T.update_momentum(states, direction, beta1)
 
@@ -168,7 +181,7 @@ def _step_bucket(group: dict, t: int, moment: type, params: list[Tensor], grads:
     direction.subtract_from(params)
 
 
-def decay_rate(group: dict) -> float:
+def decay_rate(group: dict) -> T.Scalar:
     r"""The rate :math:`r` of :math:`X \leftarrow (1 - r) X` this step."""
     lam = group["weight_decay"]
     if group["decay"] == "decoupled":
@@ -178,10 +191,12 @@ def decay_rate(group: dict) -> float:
     return 0.0
 
 
-def schedule_multiplier(group: dict) -> float:
+def schedule_multiplier(group: dict) -> T.Scalar:
     r""":math:`\eta_t = \mathrm{lr}_t / \mathrm{lr}_0`; 1 without a scheduler or when :math:`\mathrm{lr}_0 = 0`."""
-    lr0 = group.get("initial_lr")
-    return group["lr"] / lr0 if lr0 else 1.0
+    lr, lr0 = group["lr"], group.get("initial_lr")
+    if isinstance(lr0, Tensor):
+        return torch.where(lr0 > 0, lr / lr0, 1.0)
+    return lr / lr0 if lr0 else 1.0
 
 
 def _check_settings(s: dict) -> None:
@@ -190,7 +205,11 @@ def _check_settings(s: dict) -> None:
         raise ValueError(f"{name}: {why}, got {s[name]!r}")
 
     for name in ("lr", "weight_decay", "eps", "eps1", "eps2"):
-        if not isinstance(s[name], (int, float)) or isinstance(s[name], bool) or not s[name] >= 0:
+        value = s[name]
+        if isinstance(value, Tensor) and name in PER_MODEL_SETTINGS:
+            if not (s["stacked"] and value.ndim == 1 and value.is_floating_point() and (value >= 0).all()):
+                fail(name, "a tensor is allowed only in a stacked group, as a float vector (K,) >= 0")
+        elif not isinstance(value, (int, float)) or isinstance(value, bool) or not value >= 0:
             fail(name, "must be a number >= 0")
     for name in ("beta1", "beta2"):
         if not isinstance(s[name], (int, float)) or not 0.0 <= s[name] < 1.0:
@@ -203,6 +222,15 @@ def _check_settings(s: dict) -> None:
         fail("momentum", f"must be one of {MOMENTUM_MODES}")
     if s["clip_threshold"] is not None and not (isinstance(s["clip_threshold"], (int, float)) and s["clip_threshold"] > 0):
         fail("clip_threshold", "must be None (no clipping) or a number > 0")
-    for name in ("factored", "relative_step"):
+    for name in ("factored", "relative_step", "stacked"):
         if not isinstance(s[name], bool):
             fail(name, "must be True or False")
+
+
+def _check_stacked(group: dict) -> None:
+    """ValueError unless every tensor of a stacked group has the same leading (model) size as its per-model settings."""
+    sizes = {p.shape[0] if p.ndim else None for p in group["params"]}
+    sizes |= {group[k].shape[0] for k in ("lr", "weight_decay") if isinstance(group[k], Tensor)}
+    if None in sizes or len(sizes) > 1:
+        raise ValueError(f"params: a stacked group needs one leading model dimension K shared by every tensor and "
+                         f"by lr / weight_decay vectors, got sizes {sorted(sizes, key=str)}")

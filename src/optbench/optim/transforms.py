@@ -5,6 +5,13 @@ of one parameter group that share device, dtype, step count and second-moment
 layout, so every piece is a handful of ``torch._foreach_*`` calls over the whole
 bucket rather than a Python loop over tensors.
 
+*Stacked* buckets hold K models at once: every tensor's leading dimension indexes the
+model, per-tensor statistics (RMS for clipping and the relative step, factored
+row and column averages) are taken per model, and the learning rate and weight decay
+may be per-model vectors of shape ``(K,)``. The same functions serve both cases; a
+per-tensor factor is a vector ``(n,)`` for n ordinary tensors and a matrix ``(n, K)``
+for n stacked ones.
+
 =========================  ==========================================================
 column                     piece
 =========================  ==========================================================
@@ -26,21 +33,38 @@ import torch
 from torch import Tensor
 
 
-def add_l2_gradient(grads: list[Tensor], params: list[Tensor], weight_decay: float) -> list[Tensor]:
+Scalar = float | Tensor  # a number, or one per model (K,) in a stacked bucket
+
+
+def _rows(factors: Tensor, tensors: list[Tensor]) -> list[Tensor]:
+    """Row i of ``factors`` ((n,) or (n, K)) shaped to broadcast against ``tensors[i]``."""
+    return [f.reshape(f.shape + (1,) * (x.ndim - f.ndim)) for f, x in zip(factors, tensors)]
+
+
+def per_tensor(value: Scalar, n: int) -> Scalar:
+    """A per-model vector (K,) repeated as one row per tensor (n, K); a number as it is."""
+    return value.expand(n, -1) if isinstance(value, Tensor) else value
+
+
+def add_l2_gradient(grads: list[Tensor], params: list[Tensor], weight_decay: Scalar) -> list[Tensor]:
     r"""L2 regularization folded into the gradient: :math:`G \leftarrow G + \lambda X`.
 
     Returns new tensors; ``p.grad`` is left as it was.
     """
+    if isinstance(weight_decay, Tensor):
+        return torch._foreach_add(grads, torch._foreach_mul(params, _rows(per_tensor(weight_decay, len(params)), params)))
     return torch._foreach_add(grads, params, alpha=weight_decay)
 
 
-def decay_weights(params: list[Tensor], rate: float) -> None:
+def decay_weights(params: list[Tensor], rate: Scalar) -> None:
     r"""Weight decay applied to the weights: :math:`X \leftarrow (1 - r) X`.
 
     ``r = eta_t * lambda`` for decoupled decay (AdamW, Algorithm 2) and
     ``r = lr_t * lambda`` for torch's convention.
     """
-    if rate != 0.0:
+    if isinstance(rate, Tensor):
+        torch._foreach_mul_(params, _rows(per_tensor(1.0 - rate, len(params)), params))
+    elif rate != 0.0:
         torch._foreach_mul_(params, 1.0 - rate)
 
 
@@ -134,11 +158,11 @@ class Direction:
 
     Pieces rescale it (:meth:`scale`) without touching memory; it is divided out
     (:meth:`values`) only when a piece needs the values, so the plain Adam step stays
-    a single ``addcdiv`` as in ``torch.optim.AdamW``. ``k`` is a float, or a vector
-    with one entry per parameter (per-tensor clipping and relative steps).
+    a single ``addcdiv`` as in ``torch.optim.AdamW``. ``k`` is a float, or one row per
+    tensor ((n,), or (n, K) when stacked) for per-tensor clipping and step sizes.
     """
 
-    def __init__(self, num: list[Tensor], den: list[Tensor] | None, coef: float | Tensor = 1.0):
+    def __init__(self, num: list[Tensor], den: list[Tensor] | None, coef: Scalar = 1.0):
         self.num, self.den, self.coef = num, den, coef
 
     def scale(self, factor: float | Tensor) -> None:
@@ -151,7 +175,7 @@ class Direction:
             return self.num
         u = torch._foreach_div(self.num, self.den) if self.den is not None else torch._foreach_mul(self.num, 1.0)
         if not unit:
-            torch._foreach_mul_(u, self.coef if isinstance(self.coef, float) else list(self.coef.unbind()))
+            torch._foreach_mul_(u, self.coef if isinstance(self.coef, float) else _rows(self.coef, u))
         self.num, self.den, self.coef = u, None, 1.0
         return u
 
@@ -191,30 +215,36 @@ def rms_direction(num: list[Tensor], v: list[Tensor], correction: float, eps: fl
     return Direction(num, den, coef * root_c)
 
 
-def _block_rms(tensors: list[Tensor]) -> Tensor:
-    """RMS of each tensor, as one vector."""
-    norms = torch.stack(torch._foreach_norm(tensors))
-    sizes = torch.tensor([max(x.numel(), 1) for x in tensors], dtype=norms.dtype, device=norms.device)
-    return norms / sizes.sqrt()
+def block_rms(tensors: list[Tensor], stacked: bool) -> Tensor:
+    """RMS of each tensor as a vector (n,), or of each model's slice as a matrix (n, K) when stacked."""
+    if stacked:
+        norms = torch.stack([torch.linalg.vector_norm(x.flatten(1), dim=1) for x in tensors])
+        sizes = [max(x[0].numel(), 1) for x in tensors]
+    else:
+        norms = torch.stack(torch._foreach_norm(tensors))
+        sizes = [max(x.numel(), 1) for x in tensors]
+    sizes = torch.tensor(sizes, dtype=norms.dtype, device=norms.device)
+    return norms / sizes.sqrt().reshape(-1, *(1,) * (norms.ndim - 1))
 
 
-def clip_by_block_rms(direction: Direction, d: float) -> None:
-    r"""Update clipping: :math:`\hat U = U / \max(1, \mathrm{RMS}(U) / d)`, RMS per tensor."""
-    rms = _block_rms(direction.values())
+def clip_by_block_rms(direction: Direction, d: float, stacked: bool) -> None:
+    r"""Update clipping: :math:`\hat U = U / \max(1, \mathrm{RMS}(U) / d)`, RMS per tensor (and model)."""
+    rms = block_rms(direction.values(), stacked)
     direction.scale((rms / d).clamp(min=1.0).reciprocal())
 
 
-def absolute_step_size(lr: float) -> float:
-    r"""Absolute step size :math:`\alpha_t = \mathrm{lr}_t`."""
-    return lr
+def absolute_step_size(lr: Scalar, n: int) -> Scalar:
+    r"""Absolute step size :math:`\alpha_t = \mathrm{lr}_t`, for a bucket of n tensors."""
+    return per_tensor(lr, n)
 
 
-def relative_step_size(params: list[Tensor], lr: float, t: int, eps2: float) -> Tensor:
+def relative_step_size(params: list[Tensor], lr: Scalar, t: int, eps2: float, stacked: bool) -> Tensor:
     r"""Relative step size :math:`\alpha_t = \max(\epsilon_2, \mathrm{RMS}(X_{t-1}))\, \rho_t`,
-    :math:`\rho_t = \min(\mathrm{lr}_t, 1/\sqrt{t})`, one per tensor. Call it before any decay.
+    :math:`\rho_t = \min(\mathrm{lr}_t, 1/\sqrt{t})`, one per tensor (and model). Call it before any decay.
     """
-    rho = min(lr, 1.0 / math.sqrt(t))
-    return _block_rms(params).clamp(min=eps2) * rho
+    cap = 1.0 / math.sqrt(t)
+    rho = lr.clamp(max=cap) if isinstance(lr, Tensor) else min(lr, cap)
+    return block_rms(params, stacked).clamp(min=eps2) * rho
 
 
 def update_momentum(states: list[dict], direction: Direction, beta1: float) -> Direction:
