@@ -4,6 +4,7 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
+import mnist1d.data
 import numpy as np
 import pytest
 import torch
@@ -50,15 +51,15 @@ def test_mnist1d_second_load_reads_the_cache(mnist1d_dir, monkeypatch):
     def fail(args):
         raise AssertionError("regenerated although the cache exists")
 
-    monkeypatch.setattr(data, "make_dataset", fail)
+    monkeypatch.setattr(mnist1d.data, "make_dataset", fail)
     x, y = next(load_mnist1d(mnist1d_dir).test_batches())
     cache = torch.load(mnist1d_dir / "mnist1d-5000.pt", weights_only=True)
     assert torch.equal(x, cache["x_test"][:100].unsqueeze(1)) and torch.equal(y, cache["y_test"][:100])
 
 
 def test_mnist1d_num_samples_is_generated_once_into_its_own_cache(tmp_path, monkeypatch):
-    make_dataset, calls = data.make_dataset, []
-    monkeypatch.setattr(data, "make_dataset", lambda args: calls.append(args) or make_dataset(args))
+    make_dataset, calls = mnist1d.data.make_dataset, []
+    monkeypatch.setattr(mnist1d.data, "make_dataset", lambda args: calls.append(args) or make_dataset(args))
     for _ in range(2):
         bundle = load_data("mnist1d", data_dir=tmp_path, batch_size=10, seed=0, options={"num_samples": 200})
     assert len(calls) == 1
@@ -222,3 +223,14 @@ def test_unknown_option_lists_the_allowed_ones(tmp_path):
 def test_bad_values_are_rejected(mnist1d_dir, batch_size, options, match):
     with pytest.raises(ValueError, match=match):
         load_data("mnist1d", data_dir=mnist1d_dir, batch_size=batch_size, seed=0, options=options)
+
+
+def test_mnist1d_default_size_is_the_packages_default():
+    assert data.DATASET_OPTIONS["mnist1d"]["num_samples"] == mnist1d.data.get_dataset_args().num_samples
+
+
+def test_training_jobs_do_not_import_torchvision_or_mnist1d():
+    # two seconds of start-up per job; only CIFAR-10 and generating MNIST-1D need them
+    code = "import sys, optbench.trainer; print(sorted(m for m in ('torchvision', 'mnist1d') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

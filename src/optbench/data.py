@@ -19,17 +19,20 @@ import threading
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 import numpy as np
 import torch
-from mnist1d.data import get_dataset_args, make_dataset
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
-from torchvision import transforms
-from torchvision.datasets import CIFAR10
 
 from .atomic import atomic_write
+
+if TYPE_CHECKING:
+    from torchvision.datasets import CIFAR10
+
+# mnist1d and torchvision are imported where they are used: together they take two
+# seconds to import, paid by every training job that reads MNIST-1D from the cache.
 
 Batch = tuple[Tensor, Tensor]
 
@@ -144,6 +147,8 @@ def _mnist1d_tensors(data_dir: Path, num_samples: int) -> dict[str, Tensor]:
 
 
 def _generate_mnist1d(num_samples: int) -> dict[str, Tensor]:
+    from mnist1d.data import get_dataset_args, make_dataset
+
     args = get_dataset_args()
     args.num_samples = num_samples
     with _preserved_global_rngs():  # make_dataset reseeds Python's and NumPy's global RNGs
@@ -172,6 +177,8 @@ def _preserved_global_rngs() -> Iterator[None]:
 def _load_cifar10(data_dir: Path, batch_size: int, seed: int, device: torch.device, *, num_workers: int) -> DataBundle:
     if not isinstance(num_workers, int) or num_workers < 0:
         raise ValueError(f"cifar10 num_workers must be a non-negative integer, got {num_workers!r}")
+    from torchvision import transforms
+
     _require_cifar10_files(data_dir)
     normalize = [transforms.ToTensor(), transforms.Normalize(CIFAR10_MEAN, CIFAR10_STD)]
     augment = [transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip()]
@@ -205,6 +212,8 @@ def _load_cifar10(data_dir: Path, batch_size: int, seed: int, device: torch.devi
 
 
 def _require_cifar10_files(data_dir: Path) -> None:
+    from torchvision.datasets import CIFAR10
+
     folder = data_dir / CIFAR10.base_folder
     names = [name for name, _ in CIFAR10.train_list + CIFAR10.test_list] + [CIFAR10.meta["filename"]]
     missing = [name for name in names if not (folder / name).is_file()]
@@ -217,6 +226,8 @@ def _require_cifar10_files(data_dir: Path) -> None:
 
 
 def _cifar10(data_dir: Path, *, train: bool, transform: Callable) -> CIFAR10:
+    from torchvision.datasets import CIFAR10
+
     try:
         return CIFAR10(root=data_dir, train=train, transform=transform, download=False)
     except RuntimeError as error:  # torchvision's md5 check failed
@@ -253,6 +264,6 @@ _LOADERS = {"mnist1d": _load_mnist1d, "cifar10": _load_cifar10}
 DATASETS = tuple(_LOADERS)
 #: Options accepted by each dataset, with their defaults.
 DATASET_OPTIONS: dict[str, dict[str, Any]] = {
-    "mnist1d": {"num_samples": get_dataset_args().num_samples},  # 5000: 4000 train + 1000 test
+    "mnist1d": {"num_samples": 5000},  # mnist1d's default: 4000 train + 1000 test
     "cifar10": {"num_workers": 0},
 }

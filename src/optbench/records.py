@@ -22,9 +22,18 @@ def record_schema() -> dict:
     return json.loads(resources.files("optbench").joinpath("schemas/run_record.schema.json").read_text())
 
 
+@functools.cache
+def _validator() -> jsonschema.protocols.Validator:
+    """Built (and the schema checked) once: ``jsonschema.validate`` does both on every call."""
+    schema = record_schema()
+    validator = jsonschema.validators.validator_for(schema)
+    validator.check_schema(schema)
+    return validator(schema)
+
+
 def validate_record(record: dict) -> None:
     """jsonschema.ValidationError when the record does not follow the schema."""
-    jsonschema.validate(record, record_schema())
+    _validator().validate(record)
 
 
 def write_record(record: dict, path: str | Path) -> None:
