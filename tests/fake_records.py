@@ -71,6 +71,7 @@ def make_record(
         "model": "cnn",
         "epochs": epochs,
         "batch_size": 100,
+        "dtype": "float32",
         "device": "cpu",
         "status": status,
         "history": history,
@@ -89,6 +90,7 @@ def make_record(
             "eval_seconds": 0.2,
             "setup_seconds": 0.1,
             "steps_per_second": 250.0,
+            "stacked_models": 1,
         },
         "environment": {
             "python": "3.11.7",

@@ -1,0 +1,130 @@
+"""A shard trained as one stacked model gives the records it gives trained one run at a time."""
+
+import json
+import logging
+
+import pytest
+import torch
+from test_trainer import data_dir, spec_dict  # noqa: F401  (data_dir is a fixture)
+
+from optbench.models import build_model
+from optbench.records import validate_record
+from optbench.spec import RunSpec
+from optbench.stacking import StackedModels, can_stack
+from optbench.trainer import stack_key, train, train_many, train_together
+
+CELLS = [(2**-9, 2**-12), (2**-8, 2**-10), (2**-7, 2**-8), (2**-6, 2**-6), (2**-5, 2**-4), (2**-4, 2**-9)]
+
+PRESETS = {
+    "adamw_decoupled": {"preset": "AdamW"},
+    "adamw_torch": {"preset": "AdamW", "decay": "torch"},
+    "adam_l2": {"preset": "AdamW", "decay": "l2"},
+    "adafactor": {"preset": "Adafactor"},
+    "adafactor_momentum": {"preset": "Adafactor", "beta1": 0.9},
+    "adamw_factored_clip_relative": {"preset": "AdamW", "normalized_decay": True, "factored": True,
+                                     "clip_threshold": 1.0, "relative_step": True},
+}
+# tolerance on losses and decays, and on test errors in test samples
+PRECISION = {"float64": (1e-10, 0), "float32": (1e-4, 1)}
+EPOCHS = {"float64": 1, "float32": 2}  # float64 convolutions on CPU are slow (no oneDNN kernels)
+
+
+def shard(directory, optimizer, dtype, cells=CELLS, **overrides):
+    return [RunSpec.from_dict(spec_dict(directory, optimizer=optimizer, lr=lr, weight_decay=wd, dtype=dtype,
+                                        dataset_options={"num_samples": 1000}, **overrides))
+            for lr, wd in cells]
+
+
+def assert_same_records(stacked, alone, dtype):
+    tol, samples = PRECISION[dtype]
+    error_tol = samples / 200 + 1e-12  # 200 test signals
+    for s, a in zip(stacked, alone, strict=True):
+        validate_record(s)
+        assert s["timing"]["stacked_models"] == len(stacked) and a["timing"]["stacked_models"] == 1
+        assert (s["run_id"], s["status"], len(s["history"])) == (a["run_id"], a["status"], len(a["history"]))
+        assert s["memory"]["optimizer_state_bytes"] == a["memory"]["optimizer_state_bytes"]
+        assert s["memory"]["parameter_bytes"] == a["memory"]["parameter_bytes"]
+        assert s["weight_decay_applied"] == pytest.approx(a["weight_decay_applied"], rel=tol)
+        for i, (hs, ha) in enumerate(zip(s["history"], a["history"], strict=True)):
+            if a["status"] == "diverged" and i == len(a["history"]) - 1:
+                assert (hs["train_loss"] is None) == (ha["train_loss"] is None)  # past the bound, or not finite
+            else:
+                assert hs["train_loss"] == pytest.approx(ha["train_loss"], rel=tol, abs=tol)
+            assert hs["test_error"] == pytest.approx(ha["test_error"], abs=error_tol)
+            assert hs["weight_decay"] == pytest.approx(ha["weight_decay"], rel=tol)
+            assert hs["lr_multiplier"] == ha["lr_multiplier"]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("name", PRESETS)
+def test_stacked_shard_matches_one_run_at_a_time(data_dir, name, dtype):  # noqa: F811
+    specs = shard(data_dir, PRESETS[name], dtype, epochs=EPOCHS[dtype])
+    stacked = list(train_together(specs, stacked=True, quiet=True))
+    alone = [train(spec, quiet=True) for spec in specs]
+    assert_same_records(stacked, alone, dtype)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_a_diverging_cell_leaves_the_others_alone(data_dir, dtype):  # noqa: F811
+    cells = [*CELLS[:5], (1e6, 2**-8)]
+    specs = shard(data_dir, {"preset": "AdamW"}, dtype, cells=cells, epochs=3, schedule={"kind": "fixed"})
+    stacked = list(train_together(specs, stacked=True, quiet=True))
+    alone = [train(spec, quiet=True) for spec in specs]
+    assert [r["status"] for r in stacked] == ["ok"] * 5 + ["diverged"]
+    assert len(stacked[-1]["history"]) < 3
+    assert_same_records(stacked, alone, dtype)
+
+
+def test_train_many_stacks_what_it_can_and_writes_every_record(tmp_path, data_dir):  # noqa: F811
+    adamw = shard(data_dir, {"preset": "AdamW"}, "float32", cells=CELLS[:3], epochs=1)
+    adafactor = shard(data_dir, {"preset": "Adafactor"}, "float32", cells=CELLS[:2], epochs=1)
+    specs = [adamw[0], adafactor[0], adamw[1], adafactor[1], adamw[2]]
+    assert len({stack_key(s) for s in specs}) == 2
+    outs = [tmp_path / f"{i}.json" for i in range(len(specs))]
+    train_many(specs, outs, stack=True, quiet=True)
+    records = [json.loads(o.read_text()) for o in outs]
+    assert [r["run_id"] for r in records] == [s.run_id for s in specs]
+    assert [r["timing"]["stacked_models"] for r in records] == [3, 2, 3, 2, 3]
+    train_many(specs, outs, stack=True, max_stack=2, quiet=True)  # AdamW's 3 in stacks of 1 and 2
+    assert [json.loads(o.read_text())["timing"]["stacked_models"] for o in outs] == [1, 2, 2, 2, 2]
+
+
+@pytest.mark.parametrize("model,stacks", [
+    (build_model("cnn", num_classes=10, input_shape=(1, 40)), True),
+    (build_model("mlp", num_classes=10, input_shape=(1, 40)), True),
+    (build_model("resnet_small", num_classes=10, input_shape=(3, 32, 32)), False),  # BatchNorm
+    (torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Tanh(), torch.nn.Linear(3, 2)), False),
+    (torch.nn.Sequential(torch.nn.Conv1d(1, 2, 3, dilation=2), torch.nn.Flatten(), torch.nn.Linear(4, 2)), False),
+    (torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU()), False),  # does not end in Linear
+])
+def test_which_models_can_stack(model, stacks):
+    assert can_stack(model) is stacks
+    if not stacks:
+        with pytest.raises(ValueError, match="cannot be stacked"):
+            StackedModels(model, 2)
+
+
+@pytest.mark.parametrize("name", ["cnn", "mlp"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_stacked_models_compute_what_the_model_computes(name, dtype):
+    torch.manual_seed(0)
+    model = build_model(name, num_classes=10, input_shape=(1, 40)).to(dtype)
+    stacked = StackedModels(model, 3)
+    with torch.no_grad():
+        stacked.params[0][1].mul_(2.0)  # model 1 differs
+    x = torch.randn(7, 1, 40, dtype=dtype)
+    out = stacked(x)
+    assert out.shape == (3, 7, 10)
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    torch.testing.assert_close(out[[0, 2]], model(x).expand(2, 7, 10), rtol=tol, atol=tol)
+    assert not torch.allclose(out[1], out[0])
+
+
+def test_unstackable_shard_falls_back_and_says_so(data_dir, monkeypatch, caplog):  # noqa: F811
+    monkeypatch.setattr("optbench.trainer.can_stack", lambda model: False)  # as for a model with BatchNorm
+    specs = shard(data_dir, {"preset": "AdamW"}, "float32", cells=CELLS[:2], epochs=1)
+    with caplog.at_level(logging.INFO, logger="optbench"):
+        records = list(train_together(specs, stacked=True, quiet=True))
+    assert [r["timing"]["stacked_models"] for r in records] == [1, 1]
+    assert [r["run_id"] for r in records] == [s.run_id for s in specs]
+    assert sum("one at a time" in m for m in caplog.messages) == 1
