@@ -4,11 +4,10 @@ rule aggregate:
     output:
         RUNS_CSV,
     params:
-        src=SRC,
     log:
         f"{RESULTS}/logs/aggregate.log",
     localrule: True
     conda:
         ENV
     shell:
-        "PYTHONPATH={params.src} python -m optbench aggregate --records {input} --out {output} 2> {log}"
+        OPTBENCH + " aggregate --records {input} --out {output} 2> {log}"

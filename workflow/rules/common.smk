@@ -1,6 +1,8 @@
 import json
+import shlex
 import sys
 
+from snakemake.settings.types import DeploymentMethod
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
@@ -8,6 +10,10 @@ min_version("9.0")
 validate(config, "../schemas/config.schema.yaml")
 
 SRC = f"{workflow.basedir}/src"  # jobs run the package from this checkout (PYTHONPATH), pip route or conda env
+# The interpreter of the rules: the rule's environment under --use-conda, else the one running
+# Snakemake, so that `.venv/bin/snakemake` works without an activated venv.
+PYTHON = "python" if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method else sys.executable
+OPTBENCH = f"PYTHONPATH={shlex.quote(SRC)} {shlex.quote(PYTHON)} -m optbench"
 sys.path.insert(0, SRC)
 from optbench.experiment import load_experiment
 
@@ -20,6 +26,7 @@ PRESET = EXP.preset
 RESULTS = f"results/{PRESET}"
 RUNS_CSV = f"{RESULTS}/tables/runs.csv"
 RESOURCES = EXP.settings["resources"]
+STACK = "--stack" if EXP.settings["stacked"] else ""
 ENV = "../../envs/optbench.yaml"
 
 

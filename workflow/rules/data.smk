@@ -2,7 +2,6 @@ rule prepare_data:
     output:
         f"{RESULTS}/data.json",
     params:
-        src=SRC,
         dataset=EXP.settings["dataset"],
         data_dir=EXP.settings["data_dir"],
         options=json.dumps(EXP.settings["dataset_options"]),
@@ -12,5 +11,5 @@ rule prepare_data:
     conda:
         ENV
     shell:
-        "PYTHONPATH={params.src} python -m optbench prepare-data --dataset {params.dataset} --data-dir {params.data_dir}"
+        OPTBENCH + " prepare-data --dataset {params.dataset} --data-dir {params.data_dir}"
         " --options {params.options:q} --out {output} 2> {log}"

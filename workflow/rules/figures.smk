@@ -1,6 +1,6 @@
 from pathlib import Path
 
-FIGURES = "PYTHONPATH={params.src} python -m optbench figures --runs {input} --config-json {params.config:q} --results {params.results} 2> {log}"
+FIGURES = f"{OPTBENCH} figures --runs {{input}} --config-json {{params.config:q}} --results {{params.results}} 2> {{log}}"
 
 
 rule plots:
@@ -9,7 +9,6 @@ rule plots:
     output:
         report(figure_outputs(), caption="../report/figures.rst", category="Results"),
     params:
-        src=SRC,
         config=json.dumps(config),
         results=lambda w, input: Path(input[0]).parent.parent,
     log:
@@ -27,7 +26,6 @@ rule figures:
     input:
         ancient(RUNS_CSV),
     params:
-        src=SRC,
         config=json.dumps(config),
         results=lambda w, input: Path(input[0]).parent.parent,
     log:

@@ -4,8 +4,8 @@ rule train:
     output:
         directory(f"{RESULTS}/runs/{{variant}}/{{shard}}"),
     params:
-        src=SRC,
         specs=shard_specs,
+        stack=STACK,
     threads: RESOURCES["threads"]
     resources:
         gpu=RESOURCES["gpu"],
@@ -16,4 +16,4 @@ rule train:
     conda:
         ENV
     shell:
-        "PYTHONPATH={params.src} python -m optbench --threads {threads} train --quiet --spec-json {params.specs:q} --out-dir {output} 2> {log}"
+        OPTBENCH + " --threads {threads} train --quiet {params.stack} --spec-json {params.specs:q} --out-dir {output} 2> {log}"
