@@ -9,8 +9,9 @@ indexes the model (``torch.func.stack_module_state``'s layout) and runs them as
 product (``torch.baddbmm``) over K, with activations kept as ``(K, channels, length,
 batch)`` so that no layer needs a transpose. The K small forward and backward passes
 of a heatmap's cells become one pass over K-times-larger tensors. (On this project's
-2-core CPU this measured 1.4x faster per model than ``torch.vmap`` over
-``functional_call``, which runs the convolutions as one grouped convolution.)
+2-core CPU this measured about 1.8x faster per model than ``torch.vmap`` over
+``functional_call``, which runs the convolutions as one grouped convolution; see
+``benchmarks/README.md``.)
 
 A model can stack when it is a ``Sequential`` (nested ones allowed) of ``Conv1d``
 (``groups=1``, ``dilation=1``, zero padding), ``Linear``, ``ReLU`` and ``Flatten``
