@@ -24,12 +24,7 @@ import torch.nn.functional as F
 
 from .data import DataBundle, load_data
 from .models import build_model
-from .optim import (
-    make_optimizer,
-    normalized_weight_decay,
-    predicted_state_bytes,
-    state_bytes,
-)
+from .optim import make_optimizer, normalized_weight_decay, predicted_state_bytes, state_bytes
 from .optim.transforms import Scalar
 from .records import environment, write_record
 from .schedules import Schedule, build_schedule
@@ -130,7 +125,7 @@ def train_together(specs: Sequence[RunSpec], *, stacked: bool, quiet: bool = Fal
                               data, schedule)
     first_decay = _per_model_floats(decay(), count)
     use_bf16 = spec.bf16 and device.type == "cuda"
-    autocast = lambda: torch.autocast("cuda", dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext()
+    autocast = lambda: torch.autocast("cuda", dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext()  # noqa: E731
     chance = 1.0 - 1.0 / data.num_classes
     bound = DIVERGENCE_FACTOR * math.log(data.num_classes)
     label = spec.run_id if count == 1 else f"{count} stacked runs of {spec.variant}"
