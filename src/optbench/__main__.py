@@ -100,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--out-dir", help="directory for the records, named <run_id>.json")
     p.add_argument("--quiet", action="store_true", help="one line per run instead of one per epoch")
     p.add_argument("--stack", action="store_true",
-                   help="train specs that differ only in lr and weight decay as stacked models (at most 16 per stack)")
+                   help="train specs that differ only in lr and weight decay as stacked models (at most optbench.trainer.MAX_STACK per stack)")
     p.set_defaults(func=_train)
 
     p = sub.add_parser("prepare-data", help="generate or check a dataset once, before the training jobs")
