@@ -1,4 +1,4 @@
-"""Time one optimizer step: this project's presets against torch.optim, side by side in one process.
+"""Time one optimizer step: this project's two bases against torch.optim, side by side in one process.
 
     python benchmarks/optimizer_step.py [--repeats 50] [--threads N]
 
@@ -71,7 +71,7 @@ def copy_bandwidth(device: torch.device, nbytes: int = 1 << 28, repeats: int = 1
 
 
 PAIRS = {
-    "AdamW": (lambda ps: AdamW(ps, lr=1e-3, weight_decay=1e-2, decay="torch"),
+    "AdamW": (lambda ps: AdamW(ps, lr=1e-3, weight_decay=1e-2, weight_decay_mode="torch"),
               lambda ps: torch.optim.AdamW(ps, lr=1e-3, weight_decay=1e-2, foreach=True)),
     "Adafactor": (lambda ps: Adafactor(ps),
                   lambda ps: torch.optim.Adafactor(ps, foreach=True)),

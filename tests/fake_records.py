@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+from optbench.records import SCHEMA_VERSION
+
 CHANCE_ERROR = 0.9
 LRS = [2.0**k for k in range(-12, -7)]  # 5 learning rates
 WDS = [2.0**k for k in range(-6, 0)]  # 6 weight decays
@@ -16,7 +18,7 @@ def make_record(
     seed: int,
     final_test_error: float,
     status: str = "ok",
-    normalized_decay: bool = False,
+    normalized_weight_decay: bool = False,
     epochs: int = 3,
 ) -> dict:
     """A record following the run-record schema; the learning curve ends at ``final_test_error``.
@@ -35,14 +37,13 @@ def make_record(
         for epoch in range(1, epochs + 1)
     ]
     return {
-        "schema_version": 1,
+        "schema_version": SCHEMA_VERSION,
         "run_id": f"{variant}-lr{lr}-wd{weight_decay}-s{seed}",
         "preset": "quick",
         "variant": variant,
         "optimizer": {
-            "preset": "AdamW",
-            "decay": "decoupled",
-            "normalized_decay": normalized_decay,
+            "base": "AdamW",
+            "weight_decay_mode": "decoupled",
             "factored": False,
             "momentum": "gradient",
             "beta1": 0.9,
@@ -54,6 +55,7 @@ def make_record(
             "clip_threshold": None,
             "relative_step": False,
         },
+        "normalized_weight_decay": normalized_weight_decay,
         "lr": lr,
         "weight_decay": weight_decay,
         "weight_decay_applied": weight_decay / 20,
@@ -129,15 +131,15 @@ def grid_records(
     lrs=LRS,
     wds=WDS,
     diverge_above_lr: float = math.inf,
-    normalized_decay: bool = False,
+    normalized_weight_decay: bool = False,
 ) -> list[dict]:
     """Records for a full lr x wd grid; seed s adds 0.002 * s, errors are capped at chance level,
     and runs with lr > ``diverge_above_lr`` diverge."""
     return [
-        make_record(variant, lr, wd, seed, CHANCE_ERROR, status="diverged", normalized_decay=normalized_decay)
+        make_record(variant, lr, wd, seed, CHANCE_ERROR, status="diverged", normalized_weight_decay=normalized_weight_decay)
         if lr > diverge_above_lr
         else make_record(
-            variant, lr, wd, seed, min(error(lr, wd) + 0.002 * seed, CHANCE_ERROR), normalized_decay=normalized_decay
+            variant, lr, wd, seed, min(error(lr, wd) + 0.002 * seed, CHANCE_ERROR), normalized_weight_decay=normalized_weight_decay
         )
         for lr in lrs
         for wd in wds

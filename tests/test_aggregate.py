@@ -1,5 +1,6 @@
 import json
 import math
+import re
 from importlib import resources
 
 import jsonschema
@@ -15,7 +16,8 @@ from fake_records import (
     separable_error,
 )
 
-from optbench.aggregate import aggregate, cell_table, read_runs, runs_table, spearman, summary_table, write_runs
+from optbench.aggregate import aggregate, cell_table, read_runs, runs_table, spearman, summary_table, write_table
+from optbench.records import SCHEMA_VERSION
 
 DIVERGE_ABOVE_LR = 2.0**-10  # the corner variant's two largest learning rates diverge
 
@@ -48,9 +50,9 @@ def test_fake_records_follow_the_run_record_schema(records):
 
 def test_runs_table_has_one_flat_row_per_run(records, runs):
     assert len(runs) == len(records)
-    for column in ["optimizer.decay", "memory.optimizer_state_bytes", "schedule.kind", "environment.git_commit"]:
+    for column in ["optimizer.weight_decay_mode", "memory.optimizer_state_bytes", "schedule.kind", "environment.git_commit"]:
         assert column in runs.columns
-    assert runs["optimizer.normalized_decay"].dtype == bool
+    assert runs["normalized_weight_decay"].dtype == bool
     assert runs["optimizer.beta2_decay"].isna().all()
     row = runs.set_index("run_id").loc[records[0]["run_id"]]
     assert json.loads(row["history"]) == records[0]["history"]
@@ -77,7 +79,7 @@ def test_duplicate_run_id_is_rejected():
     [
         (lambda r: r.pop("final_test_error"), "final_test_error"),
         (lambda r: r.update(status="exploded"), "exploded"),
-        (lambda r: r.update(schema_version=2), "schema_version"),
+        (lambda r: r.update(schema_version=SCHEMA_VERSION - 1), "schema_version"),
     ],
 )
 def test_malformed_record_is_rejected(change, message):
@@ -94,7 +96,7 @@ def test_no_records_is_rejected():
 
 def test_runs_csv_round_trip(runs, tmp_path):
     path = tmp_path / "runs.csv"
-    write_runs(runs, path)
+    write_table(runs, path)
     back = read_runs(path)
     pd.testing.assert_frame_equal(back, runs)
     # version-like and all-digit strings stay text, nothing temporary is left behind
@@ -176,3 +178,23 @@ def test_aggregate_names_an_invalid_json_file(tmp_path):
     bad.write_text("{")
     with pytest.raises(ValueError, match="broken.json"):
         aggregate([bad], tmp_path / "runs.csv")
+
+
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        (lambda r: r.update(final_test_error=1.7), r"\$\.final_test_error: 1\.7 is greater than the maximum of 1"),
+        (lambda r: r.update(lr=-0.1), r"\$\.lr: -0\.1 is less than the minimum of 0"),
+        (lambda r: r.pop("history"), r"\$: 'history' is a required property"),
+        (lambda r: r.update(schema_version=SCHEMA_VERSION - 1), rf"\$\.schema_version: {SCHEMA_VERSION} was expected"),
+    ],
+)
+def test_aggregate_stops_at_a_record_that_breaks_the_schema(tmp_path, change, error):
+    good, bad = make_record("adamw", 1e-3, 0.1, 0, 0.2), make_record("adamw", 1e-3, 0.1, 1, 0.2)
+    change(bad)
+    paths = [tmp_path / "good.json", tmp_path / "bad.json"]
+    for path, record in zip(paths, [good, bad]):
+        path.write_text(json.dumps(record))
+    with pytest.raises(ValueError, match=f"{re.escape(str(paths[1]))}: not a valid run record: {error}"):
+        aggregate(paths, tmp_path / "runs.csv")
+    assert not (tmp_path / "runs.csv").exists()

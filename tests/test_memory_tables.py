@@ -8,25 +8,25 @@ import torch
 
 from optbench import memory_tables
 from optbench.memory_tables import (
-    MEMORY_MODELS,
     format_bytes,
     format_ratio,
     markdown_table,
+    memory_models,
     memory_table,
     write_memory_tables,
 )
-from optbench.models import build_model
+from optbench.models import REGISTRY, build_model
 
-FACTORED = {"normalized_decay": True, "factored": True, "clip_threshold": 1.0, "relative_step": True}
+FACTORED = {"factored": True, "clip_threshold": 1.0, "relative_step": True}
 VARIANTS = {
-    "adamw": {"label": "AdamW", "preset": "AdamW", "normalized_decay": False},
-    "adam_l2": {"label": "Adam (L2)", "preset": "AdamW", "decay": "l2"},
-    "adafactor": {"label": "Adafactor", "preset": "Adafactor"},
-    "adafactor_momentum": {"preset": "Adafactor", "beta1": 0.9},
-    "adamw_factored": {"preset": "AdamW", "beta1": 0.0, **FACTORED},
-    "adamw_factored_momentum": {"preset": "AdamW", "beta1": 0.9, **FACTORED},
+    "adamw": {"label": "AdamW", "base": "AdamW"},
+    "adam_l2": {"label": "Adam (L2)", "base": "AdamW", "weight_decay_mode": "l2"},
+    "adafactor": {"label": "Adafactor", "base": "Adafactor"},
+    "adafactor_momentum": {"base": "Adafactor", "beta1": 0.9},
+    "adamw_factored": {"base": "AdamW", "beta1": 0.0, **FACTORED},
+    "adamw_factored_momentum": {"base": "AdamW", "beta1": 0.9, **FACTORED},
 }
-CNN = {"cnn": MEMORY_MODELS["cnn"]}
+CNN = {"cnn": REGISTRY["cnn"]}
 CNN_STATE = {"adamw": 41680, "adafactor": 7080}  # the CNN's predicted state: 2 x 20840 parameter bytes; factored
 
 
@@ -53,7 +53,7 @@ def synthetic_runs(adafactor_bytes=(7080, 7080)) -> pd.DataFrame:
 
 
 def test_adafactor_on_transformer_base_is_its_factored_formula(table):
-    spec = MEMORY_MODELS["transformer_base"]
+    spec = REGISTRY["transformer_base"]
     model = build_model("transformer_base", num_classes=spec.num_classes, input_shape=spec.input_shape,
                         device="meta")
     expected = factored_bytes(model)
@@ -65,7 +65,7 @@ def test_adafactor_on_transformer_base_is_its_factored_formula(table):
 
 def test_adam_state_is_twice_the_parameters_and_momentum_adds_half(table):
     ratios = table.filter(like="ratio to Adam")
-    assert len(ratios.columns) == len(MEMORY_MODELS)
+    assert len(ratios.columns) == len(memory_models())
     assert (ratios.loc[["adamw", "adam_l2"]] == 1.0).all().all()
     assert (ratios.loc["parameters"] == 0.5).all()
     for momentum, factored in (("adafactor_momentum", "adafactor"), ("adamw_factored_momentum", "adamw_factored")):
@@ -89,6 +89,21 @@ def test_measured_bytes_sit_next_to_the_prediction():
     assert measured.drop(["adamw", "adafactor"]).isna().all() and agrees.drop(["adamw", "adafactor"]).isna().all()
 
 
+def test_the_table_has_the_trained_models_then_the_papers():
+    assert list(memory_models()) == ["shake_shake_26_2x64d", "transformer_base"]
+    assert list(memory_models(["mlp"])) == ["mlp", "shake_shake_26_2x64d", "transformer_base"]
+    assert list(memory_models(["shake_shake_26_2x64d"])) == ["shake_shake_26_2x64d", "transformer_base"]
+
+
+@pytest.mark.parametrize("name", [name for name, model in REGISTRY.items() if model.dataset])
+def test_every_trainable_model_has_its_measured_column(name):
+    predicted = memory_table({"adamw": VARIANTS["adamw"]}, None, memory_models([name])).set_index("variant")
+    runs = pd.DataFrame({"variant": ["adamw"], "model": [name],
+                         "memory.optimizer_state_bytes": [predicted.loc["adamw", f"{REGISTRY[name].label} bytes"]]})
+    table = memory_table({"adamw": VARIANTS["adamw"]}, runs, memory_models([name])).set_index("variant")
+    assert table.loc["adamw", f"{REGISTRY[name].label} measured == predicted"]
+
+
 def test_runs_of_one_variant_that_measured_different_bytes_are_refused():
     with pytest.raises(ValueError, match=r"variant 'adafactor'.*\[7000, 7080\]"):
         memory_table(VARIANTS, synthetic_runs(adafactor_bytes=(7080, 7000)), models=CNN)
@@ -106,9 +121,9 @@ def test_bad_input_is_named(runs, kwargs, message):
 
 def test_bad_variant_is_named():
     with pytest.raises(ValueError, match=r"variants\.odd\.optimizer\.beta3"):
-        memory_table({"odd": {"preset": "AdamW", "beta3": 0.5}}, None, models=CNN)
+        memory_table({"odd": {"base": "AdamW", "beta3": 0.5}}, None, models=CNN)
     with pytest.raises(ValueError, match="'parameters' names the table's first row"):
-        memory_table({"parameters": {"preset": "AdamW"}}, None, models=CNN)
+        memory_table({"parameters": {"base": "AdamW"}}, None, models=CNN)
 
 
 def test_every_model_is_built_on_meta(monkeypatch):
@@ -120,7 +135,7 @@ def test_every_model_is_built_on_meta(monkeypatch):
 
     monkeypatch.setattr(memory_tables, "build_model", spy)
     memory_table({"adamw": VARIANTS["adamw"]}, None)
-    assert len(built) == len(MEMORY_MODELS)
+    assert len(built) == len(memory_models())
     assert all(p.is_meta for model in built for p in model.parameters())
 
 

@@ -1,7 +1,11 @@
+from pathlib import Path
+
 import pytest
 import torch
+import yaml
 
-from optbench.models import MODELS, build_model
+from optbench.data import DATASETS
+from optbench.models import MODELS, REGISTRY, build_model
 from optbench.models.shake_shake import shake
 from optbench.models.transformer import TransformerBase
 

@@ -1,13 +1,11 @@
 """The optimizer family against torch.optim, a per-tensor reference written from the spec, and the papers' formulas."""
 
 import itertools
-import math
 
 import pytest
 import torch
 
-from optbench.optim import (Adafactor, AdamW, AdaptiveOptimizer, normalized_weight_decay, predicted_state_bytes,
-                            state_bytes)
+from optbench.optim import Adafactor, AdamW, AdaptiveOptimizer, predicted_state_bytes, state_bytes
 
 SHAPES = [(7,), (5, 3), (4, 3, 3, 3)]  # bias, linear, conv
 
@@ -40,14 +38,14 @@ def assert_close_lists(a, b, **tol):
 @pytest.mark.parametrize("lr,wd", [(1e-2, 0.1), (3e-3, 0.0)])
 def test_torch_decay_matches_torch_adamw(lr, wd):
     ours, theirs = make_params(), make_params()
-    run(AdamW(ours, lr=lr, weight_decay=wd, decay="torch"), ours, 60)
+    run(AdamW(ours, lr=lr, weight_decay=wd, weight_decay_mode="torch"), ours, 60)
     run(torch.optim.AdamW(theirs, lr=lr, weight_decay=wd, foreach=True), theirs, 60)
     assert_close_lists(ours, theirs, rtol=0, atol=1e-13)
 
 
 def test_l2_decay_matches_torch_adam():
     ours, theirs = make_params(), make_params()
-    run(AdamW(ours, lr=1e-2, weight_decay=0.3, decay="l2"), ours, 60)
+    run(AdamW(ours, lr=1e-2, weight_decay=0.3, weight_decay_mode="l2"), ours, 60)
     run(torch.optim.Adam(theirs, lr=1e-2, weight_decay=0.3, foreach=True), theirs, 60)
     assert_close_lists(ours, theirs, rtol=0, atol=1e-13)
 
@@ -71,7 +69,7 @@ def test_adafactor_matches_torch_adafactor():
 
 def test_float32_parity_with_torch_adamw():
     ours, theirs = make_params(torch.float32), make_params(torch.float32)
-    run(AdamW(ours, lr=1e-2, weight_decay=0.1, decay="torch"), ours, 30)
+    run(AdamW(ours, lr=1e-2, weight_decay=0.1, weight_decay_mode="torch"), ours, 30)
     run(torch.optim.AdamW(theirs, lr=1e-2, weight_decay=0.1, foreach=True), theirs, 30)
     assert_close_lists(ours, theirs, rtol=1e-5, atol=1e-6)
 
@@ -85,7 +83,7 @@ def rms(x):
 def reference_step(x, g, state, hp, t, eta):
     """One step for one tensor, spelled out from the issue's formula, no foreach, no tricks."""
     x_prev = x.clone()
-    if hp["decay"] == "l2":
+    if hp["weight_decay_mode"] == "l2":
         g = g + hp["weight_decay"] * x_prev
     beta2_t = hp["beta2"] if hp["beta2_decay"] is None else 1 - t ** (-hp["beta2_decay"])
     g2 = g * g + hp["eps1"]
@@ -112,12 +110,12 @@ def reference_step(x, g, state, hp, t, eta):
     if hp["momentum"] == "update" and beta1 > 0:
         state["M"] = beta1 * state.get("M", 0) + (1 - beta1) * s
         s = state["M"]
-    rate = {"decoupled": eta * hp["weight_decay"], "torch": lr * hp["weight_decay"], "l2": 0.0}[hp["decay"]]
+    rate = {"decoupled": eta * hp["weight_decay"], "torch": lr * hp["weight_decay"], "l2": 0.0}[hp["weight_decay_mode"]]
     return x_prev - s - rate * x_prev
 
 
 SWITCHES = list(itertools.product(
-    ["decoupled", "torch", "l2"],      # decay
+    ["decoupled", "torch", "l2"],      # weight_decay_mode
     [False, True],                     # factored
     ["gradient", "update"],            # momentum
     [0.0, 0.9],                        # beta1
@@ -127,9 +125,9 @@ SWITCHES = list(itertools.product(
 ))
 
 
-@pytest.mark.parametrize("decay,factored,momentum,beta1,beta2_decay,clip,relative", SWITCHES)
-def test_every_combination_matches_reference(decay, factored, momentum, beta1, beta2_decay, clip, relative):
-    hp = dict(lr=0.05, weight_decay=0.1, decay=decay, beta1=beta1, beta2=0.99, beta2_decay=beta2_decay,
+@pytest.mark.parametrize("mode,factored,momentum,beta1,beta2_decay,clip,relative", SWITCHES)
+def test_every_combination_matches_reference(mode, factored, momentum, beta1, beta2_decay, clip, relative):
+    hp = dict(lr=0.05, weight_decay=0.1, weight_decay_mode=mode, beta1=beta1, beta2=0.99, beta2_decay=beta2_decay,
               eps=1e-8, eps1=1e-30, eps2=1e-3, factored=factored, momentum=momentum, clip_threshold=clip,
               relative_step=relative)
     params = make_params()
@@ -210,7 +208,7 @@ def test_relative_step_uses_rms_of_x_before_decay():
     g = torch.outer(torch.ones(4, dtype=torch.float64), torch.ones(4, dtype=torch.float64))  # U = 1 everywhere
     x.grad = g
     lam, lr = 0.1, 0.01
-    Adafactor([x], lr=lr, weight_decay=lam, decay="torch").step()
+    Adafactor([x], lr=lr, weight_decay=lam, weight_decay_mode="torch").step()
     # alpha = RMS(X_0) * min(lr, 1/sqrt(1)) = 2 * lr; decay r = lr * lam
     torch.testing.assert_close(x, torch.full((4, 4), 2.0 - 2.0 * lr - lr * lam * 2.0, dtype=torch.float64))
 
@@ -255,7 +253,7 @@ def test_gradients_are_not_modified():
     x = torch.randn(4, 3, dtype=torch.float64)
     g = torch.randn(4, 3, dtype=torch.float64)
     x.grad = g.clone()
-    AdamW([x], weight_decay=0.5, decay="l2", clip_threshold=1.0).step()
+    AdamW([x], weight_decay=0.5, weight_decay_mode="l2", clip_threshold=1.0).step()
     torch.testing.assert_close(x.grad, g)
 
 
@@ -287,18 +285,11 @@ def test_state_dict_round_trip_continues_identically():
     assert_close_lists(a, b, rtol=0, atol=0)
 
 
-def test_normalized_weight_decay():
-    assert normalized_weight_decay(0.05, batch_size=128, n_train=50000, epochs=100) == pytest.approx(
-        0.05 * math.sqrt(128 / (50000 * 100)))
-    with pytest.raises(ValueError, match="epochs"):
-        normalized_weight_decay(0.05, batch_size=128, n_train=50000, epochs=0)
-
-
 # --- state shapes and bytes ----------------------------------------------------------------------
 
-PRESETS = {
+OPTIMIZERS = {
     "adamw": (AdamW, {}, {"exp_avg", "exp_avg_sq"}, {"exp_avg", "exp_avg_sq"}),
-    "adam_l2": (AdamW, {"decay": "l2"}, {"exp_avg", "exp_avg_sq"}, {"exp_avg", "exp_avg_sq"}),
+    "adam_l2": (AdamW, {"weight_decay_mode": "l2"}, {"exp_avg", "exp_avg_sq"}, {"exp_avg", "exp_avg_sq"}),
     "adamw_factored": (AdamW, {"factored": True}, {"exp_avg", "exp_avg_sq"},
                        {"exp_avg", "exp_avg_sq_row", "exp_avg_sq_col"}),
     "adamw_factored_no_momentum": (AdamW, {"factored": True, "betas": (0.0, 0.999)}, {"exp_avg_sq"},
@@ -309,10 +300,10 @@ PRESETS = {
 }
 
 
-@pytest.mark.parametrize("name", PRESETS)
+@pytest.mark.parametrize("name", OPTIMIZERS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_state_shapes_and_bytes(name, dtype):
-    cls, kw, vector_keys, matrix_keys = PRESETS[name]
+    cls, kw, vector_keys, matrix_keys = OPTIMIZERS[name]
     params = make_params(dtype)
     opt = cls(params, **kw)
     predicted = predicted_state_bytes(opt)
@@ -342,11 +333,17 @@ def test_factored_prediction_formula():
     ({"weight_decay": -0.1}, "weight_decay"),
     ({"betas": (1.0, 0.999)}, "beta1"),
     ({"betas": (0.9, -0.1)}, "beta2"),
-    ({"decay": "l1"}, "decay"),
+    ({"weight_decay_mode": "l1"}, "weight_decay_mode"),
     ({"momentum": "nesterov"}, "momentum"),
     ({"clip_threshold": 0.0}, "clip_threshold"),
     ({"beta2_decay": -0.8}, "beta2_decay"),
     ({"eps": -1e-8}, "eps"),
+    ({"eps": float("inf")}, "eps"),
+    ({"eps1": float("nan")}, "eps1"),
+    ({"lr": float("inf")}, "lr"),
+    ({"clip_threshold": float("inf")}, "clip_threshold"),
+    ({"factored": 1}, "factored"),
+    ({"decay": "l2"}, "decay"),
 ])
 def test_bad_settings_name_the_argument(kwargs, name):
     with pytest.raises(ValueError, match=rf"^{name}:"):

@@ -13,8 +13,8 @@ DECAYS = [0.0, 1e-3, 0.1, 0.5]
 
 VARIANTS = {
     "adamw_decoupled": (AdamW, {}),
-    "adamw_torch": (AdamW, {"decay": "torch"}),
-    "adam_l2": (AdamW, {"decay": "l2"}),
+    "adamw_torch": (AdamW, {"weight_decay_mode": "torch"}),
+    "adam_l2": (AdamW, {"weight_decay_mode": "l2"}),
     "adafactor": (Adafactor, {}),
     "adafactor_momentum": (Adafactor, {"beta1": 0.9}),
     "adamw_factored_clip_relative": (AdamW, {"factored": True, "clip_threshold": 1.0, "relative_step": True,

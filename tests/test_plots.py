@@ -14,7 +14,7 @@ def runs():
     return runs_table(
         grid_records("adamw", separable_error)
         + grid_records("adam_l2", diagonal_error, diverge_above_lr=2.0**-9)
-        + grid_records("normalized", corner_error, seeds=(0,), normalized_decay=True)
+        + grid_records("normalized", corner_error, seeds=(0,), normalized_weight_decay=True)
     )
 
 

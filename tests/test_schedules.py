@@ -7,7 +7,8 @@ from fractions import Fraction
 import pytest
 import torch
 
-from optbench.schedules import ScheduleSpec, build_schedule
+from optbench.optim import AdamW
+from optbench.schedules import ScheduleSpec, build_schedule, normalized_weight_decay
 
 LR = 0.1
 
@@ -231,5 +232,39 @@ def test_every_group_follows_its_initial_lr_even_zero():
             [0.0, 0.3 * eta], abs=1e-12
         )
         assert [g["initial_lr"] for g in opt.param_groups] == [0.0, 0.3]
+        # eta_t is handed to the optimizer, defined even where lr_0 = 0
+        assert [g["schedule_multiplier"] for g in opt.param_groups] == pytest.approx([eta, eta], abs=1e-12)
         opt.step()
+        sched.step()
+
+
+def test_normalized_weight_decay():
+    assert normalized_weight_decay(0.05, batch_size=128, n_train=50000, epochs=100) == pytest.approx(
+        0.05 * math.sqrt(128 / (50000 * 100)))
+    with pytest.raises(ValueError, match="epochs"):
+        normalized_weight_decay(0.05, batch_size=128, n_train=50000, epochs=0)
+
+
+def test_schedule_sets_lambda_per_restart_cycle_and_eta_per_model():
+    # 2 cycles over 3 epochs of 2 batches: T_0 = 1 epoch (batches 0-1), T_1 = 2 epochs (batches 2-5)
+    lr0, lambda_norm = torch.tensor([0.1, 0.3]), torch.tensor([0.05, 0.5])
+    x = torch.zeros(2, 3)
+    opt = AdamW([{"params": [x], "stacked": True, "lr": lr0, "weight_decay": lambda_norm}])
+    sched = build_schedule(opt, ScheduleSpec(kind="warm_restarts", cycles=2, t_mult=2), epochs=3,
+                           steps_per_epoch=2, normalized_weight_decay=(10, 40))
+    group = opt.param_groups[0]
+    for t in range(6):
+        t_i = 1.0 if t < 2 else 2.0
+        torch.testing.assert_close(group["weight_decay"], lambda_norm * math.sqrt(10 / (40 * t_i)))
+        torch.testing.assert_close(group["lr"], lr0 * sched.multiplier)
+        torch.testing.assert_close(group["schedule_multiplier"], group["lr"] / lr0)
+        sched.step()
+    assert group["initial_weight_decay"] is lambda_norm
+
+
+def test_weight_decay_stays_lambda_without_normalization():
+    opt = AdamW([torch.zeros(3)], lr=0.1, weight_decay=0.02)
+    sched = build_schedule(opt, ScheduleSpec(kind="cosine"), epochs=2, steps_per_epoch=3)
+    for _ in range(6):
+        assert opt.param_groups[0]["weight_decay"] == 0.02
         sched.step()

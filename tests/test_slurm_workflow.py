@@ -5,7 +5,7 @@
 Later ``--profile`` entries override earlier ones per top-level key (the command
 line overrides both); tests/slurm-ci/config.yaml holds only what the test
 cluster lacks (see its comments). The training jobs go through ``sbatch``; the
-local rules (prepare_data, aggregate, plots, all) must not.
+local rules (prepare_data, aggregate, outputs, all) must not.
 
 Needs root; the cluster comes from the session fixture in tests/slurm_fixture.py
 (skipped when it cannot start, unless OPTBENCH_REQUIRE_SLURM=1).
@@ -166,7 +166,7 @@ def test_smoke_preset_trains_through_slurm(slurm_cluster, tmp_path):
     assert len(train_jobs) == n_shards, rules
     assert sorted(j for j, _, _ in submitted) == sorted(train_jobs), out[-5000:]
     assert all(not local for rule, local in rules.values() if rule == "train")
-    for rule in ("prepare_data", "aggregate", "plots", "all"):
+    for rule in ("prepare_data", "aggregate", "outputs", "all"):
         assert [local for r, local in rules.values() if r == rule] == [True], f"{rule}: {rules}"
     slurm_ids = {s for _, s, _ in submitted}
     assert len(slurm_ids) == n_shards

@@ -23,7 +23,7 @@ def data_dir(tmp_path_factory):
 def spec_dict(data_dir, **overrides):
     d = {
         "variant": "adamw_cosine",
-        "optimizer": {"preset": "AdamW"},
+        "optimizer": {"base": "AdamW"},
         "lr": 2**-8,
         "weight_decay": 2**-6,
         "dataset": "mnist1d",
@@ -57,13 +57,13 @@ def test_cli_run_writes_a_valid_record(tmp_path, data_dir):
     assert record["final_test_error"] < 0.85  # learned something in two epochs
     assert record["memory"]["optimizer_state_bytes"] == record["memory"]["optimizer_state_bytes_predicted"]
     assert record["memory"]["optimizer_state_bytes"] == 2 * record["memory"]["parameter_bytes"]
-    assert record["optimizer"]["decay"] == "decoupled" and record["optimizer"]["beta1"] == 0.9
+    assert record["optimizer"]["weight_decay_mode"] == "decoupled" and record["optimizer"]["beta1"] == 0.9
     assert "epoch 2/2" in result.stderr
     assert list(out.parent.iterdir()) == [out]  # no temporary files left behind
 
 
 def test_same_spec_same_metrics_bit_for_bit(data_dir):
-    spec = RunSpec.from_dict(spec_dict(data_dir, optimizer={"preset": "Adafactor", "beta1": 0.9}))
+    spec = RunSpec.from_dict(spec_dict(data_dir, optimizer={"base": "Adafactor", "beta1": 0.9}))
     a, b = train(spec, quiet=True), train(spec, quiet=True)
     validate_record(a)
     assert metrics(a) == metrics(b)
@@ -72,7 +72,7 @@ def test_same_spec_same_metrics_bit_for_bit(data_dir):
 def test_different_cells_share_initialization_and_data_order(data_dir):
     # lr = 0 with torch's decay (lr * lambda) leaves the weights at their initialization:
     # two cells see the same losses only if they start from the same point and batches
-    adamw_torch = {"preset": "AdamW", "decay": "torch"}
+    adamw_torch = {"base": "AdamW", "weight_decay_mode": "torch"}
     a = train(RunSpec.from_dict(spec_dict(data_dir, lr=0.0, epochs=1, optimizer=adamw_torch)), quiet=True)
     b = train(RunSpec.from_dict(spec_dict(data_dir, lr=0.0, weight_decay=0.5, epochs=1, optimizer=adamw_torch)),
               quiet=True)
@@ -80,7 +80,7 @@ def test_different_cells_share_initialization_and_data_order(data_dir):
 
 
 def test_absurd_lr_diverges_to_chance_level(data_dir):
-    record = train(RunSpec.from_dict(spec_dict(data_dir, lr=1e6, epochs=3, optimizer={"preset": "AdamW"},
+    record = train(RunSpec.from_dict(spec_dict(data_dir, lr=1e6, epochs=3, optimizer={"base": "AdamW"},
                                                schedule={"kind": "fixed"})), quiet=True)
     validate_record(record)
     assert record["status"] == "diverged"
@@ -88,9 +88,9 @@ def test_absurd_lr_diverges_to_chance_level(data_dir):
     assert len(record["history"]) < 3
 
 
-def test_normalized_decay_follows_the_restart_cycle(data_dir):
+def test_normalized_weight_decay_follows_the_restart_cycle(data_dir):
     record = train(RunSpec.from_dict(spec_dict(
-        data_dir, epochs=3, optimizer={"preset": "AdamW", "normalized_decay": True}, weight_decay=0.05,
+        data_dir, epochs=3, normalized_weight_decay=True, weight_decay=0.05,
         schedule={"kind": "warm_restarts", "cycles": 2, "t_mult": 2})), quiet=True)
     # cycles of 1 and 2 epochs: lambda = 0.05 sqrt(b / (B T_i))
     b, B = 100, 4000
@@ -115,9 +115,9 @@ def test_bad_spec_names_the_field(field, value, data_dir):
 
 def test_unknown_optimizer_switch_names_the_switch(data_dir):
     with pytest.raises(ValueError, match=r"^optimizer\.nesterov:"):
-        RunSpec.from_dict(spec_dict(data_dir, optimizer={"preset": "AdamW", "nesterov": True}))
+        RunSpec.from_dict(spec_dict(data_dir, optimizer={"base": "AdamW", "nesterov": True}))
     with pytest.raises(ValueError, match=r"^optimizer\.clip_threshold:"):
-        RunSpec.from_dict(spec_dict(data_dir, optimizer={"preset": "AdamW", "clip_threshold": -1}))
+        RunSpec.from_dict(spec_dict(data_dir, optimizer={"base": "AdamW", "clip_threshold": -1}))
 
 
 def test_cli_reports_bad_spec_without_writing(tmp_path, data_dir):

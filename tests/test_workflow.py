@@ -123,8 +123,9 @@ def test_paper_preset_dag_builds():
 @pytest.mark.parametrize("override,message", [
     ({"preset": "nope"}, "preset: unknown preset 'nope'"),
     ({"presets": {"quick": {"epochs": 0}}}, "epochs"),
-    ({"variants": {"adamw_fixed": {"optimizer": {"preset": "AdamW", "decay": "l1"}}}}, "decay"),
-    ({"variants": {"adamw_fixed": {"optimizer": {"preset": "AdamW", "nesterov": True}}}}, "nesterov"),
+    ({"variants": {"adamw_fixed": {"optimizer": {"base": "AdamW", "weight_decay_mode": "l1"}}}}, "weight_decay_mode"),
+    ({"variants": {"adamw_fixed": {"optimizer": {"base": "AdamW", "nesterov": True}}}}, "nesterov"),
+    ({"variants": {"adamw_fixed": {"optimizer": {"base": "AdamW", "decay": "l2"}}}}, "renamed to weight_decay_mode"),
     ({"variants": {"adamw_fixed": {"grid": "huge"}}}, "variants.adamw_fixed.grid: 'huge'"),
     ({"presets": {"quick": {"grids": {"raw": {"lr": {"log2": [-3]}}}}}}, "log2"),
 ])
@@ -150,8 +151,9 @@ def test_config_matches_the_variant_table():
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
     variants = config["variants"]
     assert len(variants) == 3 + 8 + 2 + 4
-    adamw = [v for v in variants.values() if v["optimizer"] == {"preset": "AdamW"}]
-    normalized = [v for v in variants.values() if v["optimizer"] == {"preset": "AdamW", "normalized_decay": True}]
+    plain = [v for v in variants.values() if v["optimizer"] == {"base": "AdamW"}]
+    adamw = [v for v in plain if not v.get("normalized_weight_decay")]
+    normalized = [v for v in plain if v.get("normalized_weight_decay")]
     assert sorted(v["schedule"] for v in adamw) == sorted(v["schedule"] for v in normalized) == [
         "cosine", "fixed", "restarts", "step"]
     grids = config["presets"]["quick"]["grids"]

@@ -4,7 +4,7 @@
     python -m optbench train --spec-json '[{...}, {...}]' --out-dir results/quick/runs/adamw_cosine/shard000
     python -m optbench prepare-data --dataset mnist1d --data-dir data --out data.json
     python -m optbench aggregate --records DIR_OR_JSON... --out runs.csv
-    python -m optbench figures --runs runs.csv --config-json '{...}' --results results/quick
+    python -m optbench outputs --runs runs.csv --config-json '{...}' --results results/quick
 """
 
 from __future__ import annotations
@@ -24,8 +24,7 @@ def _reuse_freed_memory() -> None:
 
     glibc hands every freed block above 128 KiB back to the operating system, so a CPU
     training loop pays page faults for each step's activations again. Raising the mmap
-    and trim thresholds lets the allocator reuse them: about 7% faster stacked training
-    on this project's 2-core CPU.
+    and trim thresholds lets the allocator reuse them (measured in benchmarks/README.md).
     """
     try:
         libc = ctypes.CDLL("libc.so.6")
@@ -38,7 +37,7 @@ def _reuse_freed_memory() -> None:
 
 def _train(args: argparse.Namespace) -> None:
     from .spec import RunSpec
-    from .trainer import train_many
+    from .shard import train_many
 
     source = args.spec or "--spec-json"
     loaded = json.loads(Path(args.spec).read_text() if args.spec else args.spec_json)
@@ -78,11 +77,11 @@ def _aggregate(args: argparse.Namespace) -> None:
     aggregate(paths, args.out)
 
 
-def _figures(args: argparse.Namespace) -> None:
+def _outputs(args: argparse.Namespace) -> None:
     from .experiment import load_experiment
-    from .figures import make_figures
+    from .outputs import write_outputs
 
-    make_figures(args.runs, load_experiment(json.loads(args.config_json)), args.results)
+    write_outputs(args.runs, load_experiment(json.loads(args.config_json)), args.results)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -100,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--out-dir", help="directory for the records, named <run_id>.json")
     p.add_argument("--quiet", action="store_true", help="one line per run instead of one per epoch")
     p.add_argument("--stack", action="store_true",
-                   help="train specs that differ only in lr and weight decay as stacked models (at most optbench.trainer.MAX_STACK per stack)")
+                   help="train specs that differ only in lr and weight decay as stacked models (at most optbench.shard.MAX_STACK per stack)")
     p.set_defaults(func=_train)
 
     p = sub.add_parser("prepare-data", help="generate or check a dataset once, before the training jobs")
@@ -115,11 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.set_defaults(func=_aggregate)
 
-    p = sub.add_parser("figures", help="runs.csv -> summary and memory tables, heatmaps, learning curves")
+    p = sub.add_parser("outputs", help="runs.csv -> summary and memory tables, heatmaps, learning curves")
     p.add_argument("--runs", required=True)
     p.add_argument("--config-json", required=True, help="the workflow's config as JSON")
     p.add_argument("--results", required=True, help="the preset's results directory")
-    p.set_defaults(func=_figures)
+    p.set_defaults(func=_outputs)
     return parser
 
 

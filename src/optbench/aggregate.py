@@ -1,6 +1,6 @@
 """Collect run records into tables: one row per run, per grid cell, per variant.
 
-A *run record* is the JSON document one training run writes (see the trainer).
+A *run record* is the JSON document one training run writes (see :mod:`optbench.records`).
 ``runs_table`` flattens records into ``runs.csv`` (dotted column names such as
 ``optimizer.decay``; list values such as ``history`` stored as compact JSON);
 ``cell_table`` averages seeds per (variant, lr, weight_decay) cell, the value
@@ -12,13 +12,12 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable
-from pathlib import Path
 
 import pandas as pd
 
 from .atomic import atomic_write
+from .records import SCHEMA_VERSION, read_record
 
-SCHEMA_VERSION = 1
 TOP_K = 10
 STATUSES = ("ok", "diverged")
 REQUIRED_COLUMNS = (
@@ -92,7 +91,7 @@ def runs_table(records: Iterable[dict]) -> pd.DataFrame:
     return df.sort_values(SORT_COLUMNS, kind="stable", ignore_index=True)
 
 
-def write_runs(df: pd.DataFrame, path: str | os.PathLike) -> None:
+def write_table(df: pd.DataFrame, path: str | os.PathLike) -> None:
     """Write a table (``runs.csv``, or any other) as CSV, atomically."""
     atomic_write(path, lambda tmp: df.to_csv(tmp, index=False))
 
@@ -173,16 +172,10 @@ def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def load_records(paths: Iterable[str | os.PathLike]) -> list[dict]:
-    """Parse run-record JSON files."""
-    records = []
-    for path in paths:
-        try:
-            records.append(json.loads(Path(path).read_text()))
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{path}: not a valid JSON run record: {error}") from error
-    return records
+    """Read and validate run-record files; the first bad one stops it, naming the file and its first error."""
+    return [read_record(path) for path in paths]
 
 
 def aggregate(record_paths: Iterable[str | os.PathLike], runs_csv: str | os.PathLike) -> None:
     """Workflow step: run-record JSON files -> ``runs.csv``."""
-    write_runs(runs_table(load_records(record_paths)), runs_csv)
+    write_table(runs_table(load_records(record_paths)), runs_csv)

@@ -1,6 +1,7 @@
 """From the workflow's config (variant table x grid x seeds, one preset) to run specs, shards and outputs.
 
-Imports nothing but the standard library: the Snakefile loads it in whatever Python runs Snakemake.
+Imports nothing but the standard library (and :mod:`optbench.switches`, which imports no more):
+the Snakefile loads it in whatever Python runs Snakemake.
 """
 
 from __future__ import annotations
@@ -8,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
+
+from .switches import check_renamed
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,7 @@ class Experiment:
         return {
             "variant": variant,
             "optimizer": v["optimizer"],
+            "normalized_weight_decay": v.get("normalized_weight_decay", False),
             "schedule": s["schedules"][v["schedule"]],
             "lr": lr,
             "weight_decay": weight_decay,
@@ -82,7 +86,8 @@ def axis_values(axis: dict[str, Any]) -> list[float]:
 
 
 def load_experiment(config: dict[str, Any]) -> Experiment:
-    """The experiment of ``config["preset"]``; a ValueError names an unknown preset, variant, grid or schedule."""
+    """The experiment of ``config["preset"]``; a ValueError names an unknown preset, variant, grid or schedule,
+    or a renamed optimizer key."""
     name = config["preset"]
     presets = config["presets"]
     if name not in presets:
@@ -94,6 +99,7 @@ def load_experiment(config: dict[str, Any]) -> Experiment:
         if v not in config["variants"]:
             raise ValueError(f"presets.{name}.variants: unknown variant {v!r}; allowed: {', '.join(config['variants'])}")
         row = config["variants"][v]
+        check_renamed(row["optimizer"], f"variants.{v}.optimizer")
         for key, table in (("grid", "grids"), ("schedule", "schedules")):
             if row[key] not in settings[table]:
                 raise ValueError(f"variants.{v}.{key}: {row[key]!r} is not among presets.{name}.{table}: "

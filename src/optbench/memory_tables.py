@@ -1,5 +1,7 @@
 """Optimizer state memory per variant and model: predicted from shapes, measured in runs.
 
+The models are the registry's (:mod:`optbench.models`): the one a preset trains, then the
+papers' models (:data:`PAPER_MODELS`), each built for the shape it is registered with.
 Every model is built on the ``meta`` device, so a 60M-parameter Transformer costs no
 memory. The first row holds each model's parameter bytes; the others each variant's
 predicted optimizer state bytes and their ratio to Adam's state (first and second
@@ -10,14 +12,13 @@ bytes they measured sit next to the prediction for the model they trained.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
 
 import pandas as pd
 
-from .aggregate import write_runs
+from .aggregate import write_table
 from .atomic import atomic_write_text
-from .models import build_model
+from .models import REGISTRY, ModelEntry, build_model
 from .optim import make_optimizer, predicted_state_bytes
 from .spec import OptimizerSpec
 
@@ -27,25 +28,17 @@ MEASURED = "memory.optimizer_state_bytes"
 RUN_COLUMNS = ("variant", "model", MEASURED)
 BYTE_UNITS = ("B", "KiB", "MiB", "GiB")
 
-
-@dataclass(frozen=True)
-class MemoryModel:
-    """A model of the table: display label and :func:`build_model` arguments."""
-
-    label: str
-    num_classes: int
-    input_shape: tuple[int, ...]
+#: The papers' models, in every table: AdamW's (CIFAR-10) and Adafactor's (translation).
+PAPER_MODELS = ("shake_shake_26_2x64d", "transformer_base")
 
 
-MEMORY_MODELS = {
-    "cnn": MemoryModel("MNIST-1D CNN", 10, (1, 40)),  # the quick preset's
-    "shake_shake_26_2x64d": MemoryModel("Shake-Shake 26 2x64d", 10, (3, 32, 32)),  # AdamW paper, CIFAR-10
-    "transformer_base": MemoryModel("Transformer-base", 32_000, (256,)),  # Adafactor paper, vocabulary 32k
-}
+def memory_models(trained: Iterable[str] = ()) -> dict[str, ModelEntry]:
+    """The table's models, from the registry: those ``trained`` (a preset's), then the papers'."""
+    return {name: REGISTRY[name] for name in dict.fromkeys([*trained, *PAPER_MODELS])}
 
 
 def _optimizer_spec(name: str, description: dict) -> OptimizerSpec:
-    """The optimizer of a variant described as in the config (``label`` and ``normalized_decay`` allowed)."""
+    """The optimizer of a variant described as in the config's ``optimizer`` block (``label`` allowed)."""
     optimizer = {k: v for k, v in description.items() if k != "label"}
     try:
         return OptimizerSpec.from_dict(optimizer)
@@ -53,19 +46,19 @@ def _optimizer_spec(name: str, description: dict) -> OptimizerSpec:
         raise ValueError(f"variants.{name}.{err}") from None
 
 
-def _predicted(specs: dict[str, OptimizerSpec], name: str, model: MemoryModel) -> pd.Series:
+def _predicted(specs: dict[str, OptimizerSpec], name: str, model: ModelEntry) -> pd.Series:
     """Parameter bytes, then each variant's predicted state bytes, of one model built on ``meta``."""
     params = list(build_model(name, num_classes=model.num_classes, input_shape=model.input_shape,
                               device="meta").parameters())
     state = {
-        variant: predicted_state_bytes(make_optimizer(spec.preset, params, lr=0.0, weight_decay=0.0,
+        variant: predicted_state_bytes(make_optimizer(spec.base, params, lr=0.0, weight_decay=0.0,
                                                       switches=spec.switches))
         for variant, spec in specs.items()
     }
     return pd.Series({PARAMETERS: sum(p.numel() * p.element_size() for p in params), **state})
 
 
-def _measured(runs: pd.DataFrame, variants: list[str], models: dict[str, MemoryModel]) -> pd.DataFrame:
+def _measured(runs: pd.DataFrame, variants: list[str], models: Mapping[str, ModelEntry]) -> pd.DataFrame:
     """Measured state bytes by variant (rows) and model (columns); runs of other variants are ignored."""
     missing = [c for c in RUN_COLUMNS if c not in runs.columns]
     if missing:
@@ -87,13 +80,15 @@ def _measured(runs: pd.DataFrame, variants: list[str], models: dict[str, MemoryM
 def memory_table(
     variants: dict[str, dict],
     runs: pd.DataFrame | None,
-    models: dict[str, MemoryModel] = MEMORY_MODELS,
+    models: Mapping[str, ModelEntry] | None = None,
 ) -> pd.DataFrame:
-    """One row of parameter bytes, then one row per variant, with for each model (by label):
+    """One row of parameter bytes, then one row per variant, with for each of ``models`` (by label;
+    default: :func:`memory_models`, the papers' models):
 
     ``<model> bytes``, ``<model> ratio to Adam`` (Adam keeps 2 numbers per parameter) and, for the models ``runs``
     trained, ``<model> measured bytes`` and ``<model> measured == predicted``.
     """
+    models = memory_models() if models is None else models
     if not models:
         raise ValueError("models: none given")
     if PARAMETERS in variants:
@@ -149,5 +144,5 @@ def markdown_table(table: pd.DataFrame) -> str:
 
 def write_memory_tables(table: pd.DataFrame, csv_path: str | os.PathLike, md_path: str | os.PathLike) -> None:
     """The table as CSV (exact bytes) and as Markdown for humans, each written atomically."""
-    write_runs(table, csv_path)
+    write_table(table, csv_path)
     atomic_write_text(md_path, markdown_table(table))

@@ -92,7 +92,7 @@ def _draw_heatmap(ax, cells: pd.DataFrame, norm: Normalize, cmap, title: str, xl
 
 
 def _decay_label(runs: pd.DataFrame, variant: str) -> str:
-    normalized = runs.loc[runs["variant"].eq(variant), "optimizer.normalized_decay"].any()
+    normalized = runs.loc[runs["variant"].eq(variant), "normalized_weight_decay"].any()
     return "normalized weight decay" if normalized else "weight decay"
 
 

@@ -1,20 +1,33 @@
-"""Run records: the JSON schema they follow, atomic writing, and the environment they were made in."""
+"""Run records: the JSON document one training run writes, and the contract it follows.
+
+The contract is ``schemas/run_record.schema.json``; its ``schema_version`` constant is
+:data:`SCHEMA_VERSION`. A record is assembled by :func:`make_record`, checked by
+:func:`validate_record` on writing and :func:`read_record` on reading. Numbers must be
+finite: JSON cannot hold NaN or infinities, so validation rejects them wherever the schema
+asks for a number.
+
+Importing this module does not import torch, so aggregation stays light.
+"""
 
 from __future__ import annotations
 
 import functools
 import json
-import platform
-import socket
-import subprocess
-from importlib import metadata, resources
+import math
+from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import jsonschema
-import torch
 
 from .atomic import atomic_write_text
+
+if TYPE_CHECKING:
+    from .spec import RunSpec
+
+
+class RecordError(ValueError):
+    """A run record that is not valid JSON or does not follow the schema."""
 
 
 @functools.cache
@@ -22,18 +35,35 @@ def record_schema() -> dict:
     return json.loads(resources.files("optbench").joinpath("schemas/run_record.schema.json").read_text())
 
 
+#: The record format's version, the schema's ``schema_version`` constant.
+SCHEMA_VERSION: int = record_schema()["properties"]["schema_version"]["const"]
+
+
+def _is_finite_number(checker, instance) -> bool:
+    return isinstance(instance, int | float) and not isinstance(instance, bool) and math.isfinite(instance)
+
+
 @functools.cache
 def _validator() -> jsonschema.protocols.Validator:
-    """Built (and the schema checked) once: ``jsonschema.validate`` does both on every call."""
+    """Built (and the schema checked) once: ``jsonschema.validate`` does both on every call.
+
+    Its "number" type excludes NaN and infinities, which would otherwise pass range checks.
+    """
     schema = record_schema()
-    validator = jsonschema.validators.validator_for(schema)
-    validator.check_schema(schema)
+    base = jsonschema.validators.validator_for(schema)
+    base.check_schema(schema)
+    validator = jsonschema.validators.extend(base, type_checker=base.TYPE_CHECKER.redefine("number", _is_finite_number))
     return validator(schema)
 
 
 def validate_record(record: dict) -> None:
-    """jsonschema.ValidationError when the record does not follow the schema."""
-    _validator().validate(record)
+    """Raises :class:`RecordError` naming where the record breaks the schema and how.
+
+    Of several errors, the one jsonschema ranks most relevant (``best_match``) is named.
+    """
+    error = jsonschema.exceptions.best_match(_validator().iter_errors(record))
+    if error is not None:
+        raise RecordError(f"{error.json_path}: {error.message}")
 
 
 def write_record(record: dict, path: str | Path) -> None:
@@ -42,37 +72,48 @@ def write_record(record: dict, path: str | Path) -> None:
 
 
 def read_record(path: str | Path) -> dict:
-    record = json.loads(Path(path).read_text())
-    validate_record(record)
+    """The record in ``path``; :class:`RecordError` naming the file when it is not valid JSON or not a valid record."""
+    try:
+        record = json.loads(Path(path).read_text())
+        validate_record(record)
+    except (json.JSONDecodeError, RecordError) as error:
+        raise RecordError(f"{path}: not a valid run record: {error}") from None
     return record
 
 
-@functools.cache
-def git_commit() -> str | None:
-    """The commit of the checkout the package runs from, or None outside a git checkout."""
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
-                             text=True, timeout=5)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.stdout.strip() if out.returncode == 0 else None
+def make_record(spec: RunSpec, status: str, history: list[dict], chance: float, *, weight_decay_applied: float,
+                steps_per_epoch: int, shared: dict) -> dict:
+    """One run's record, from its spec, status (``"ok"`` or ``"diverged"``) and history (one entry per epoch).
 
-
-def environment(device: torch.device) -> dict[str, Any]:
-    def version(package: str) -> str | None:
-        try:
-            return metadata.version(package)
-        except metadata.PackageNotFoundError:
-            return None
-
+    ``chance``: the final and best test error of a diverged run. ``shared``: the ``memory``,
+    ``timing`` (this run's share, without ``steps_per_second``), ``device`` and
+    ``environment`` fields, common to the runs trained together.
+    """
+    final = history[-1]
+    train_seconds = shared["timing"]["train_seconds"]
+    steps = len(history) * steps_per_epoch
     return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torchvision": version("torchvision"),
-        "numpy": version("numpy"),
-        "optbench": version("optbench"),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
-        "git_commit": git_commit(),
-        "hostname": socket.gethostname(),
-        "threads": torch.get_num_threads(),
+        "schema_version": SCHEMA_VERSION,
+        "run_id": spec.run_id,
+        "preset": spec.preset,
+        "variant": spec.variant,
+        "optimizer": spec.optimizer.to_dict(),
+        "normalized_weight_decay": spec.normalized_weight_decay,
+        "lr": spec.lr,
+        "weight_decay": spec.weight_decay,
+        "schedule": spec.schedule.to_dict(),
+        "seed": spec.seed,
+        "dataset": spec.dataset,
+        "model": spec.model,
+        "epochs": spec.epochs,
+        "batch_size": spec.batch_size,
+        "dtype": spec.dtype,
+        "status": status,
+        "history": history,
+        "final_test_error": chance if status == "diverged" else final["test_error"],
+        "best_test_error": chance if status == "diverged" else min(h["test_error"] for h in history),
+        "final_train_loss": final["train_loss"],
+        "weight_decay_applied": weight_decay_applied,
+        **shared,
+        "timing": {**shared["timing"], "steps_per_second": steps / train_seconds if train_seconds else 0.0},
     }

@@ -29,9 +29,13 @@ function of the absolute step).
 
 The torch scheduler runs on a private one-group "clock" optimizer with
 :math:`\text{lr} = 1`, so its learning rate *is* :math:`\eta^{\text{main}}_t`
-(well defined even for :math:`\text{lr}_0 = 0`); :class:`Schedule` writes
-:math:`\text{lr}_0 \eta_t` into the real optimizer's groups, whose
-``initial_lr`` holds :math:`\text{lr}_0` as torch's schedulers would set it.
+(well defined even for :math:`\text{lr}_0 = 0`). :class:`Schedule` owns every
+per-step hyperparameter of the real optimizer: it writes each group's
+:math:`\text{lr}_t = \text{lr}_0 \eta_t` (``initial_lr`` holds :math:`\text{lr}_0`,
+as torch's schedulers would set it), its ``schedule_multiplier`` :math:`\eta_t`
+and its weight decay :math:`\lambda_t`, which is constant or, with normalized
+weight decay (Loshchilov & Hutter, Appendix B.1), follows the restart cycle
+(:func:`normalized_weight_decay`).
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from dataclasses import dataclass
 from functools import partial
 
 import torch
+from torch import Tensor
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import (
     CosineAnnealingLR,
@@ -50,6 +55,8 @@ from torch.optim.lr_scheduler import (
     LRScheduler,
     MultiStepLR,
 )
+
+from .optim.optimizer import lr_ratio
 
 KINDS = ("fixed", "step", "cosine", "warm_restarts")
 
@@ -221,20 +228,40 @@ def _half_cosine(t_cur: float, t_i: float) -> float:
     return 0.5 * (1 + math.cos(math.pi * t_cur / t_i))
 
 
+def normalized_weight_decay(lambda_norm: float | Tensor, *, batch_size: int, n_train: int,
+                            epochs: float) -> float | Tensor:
+    r"""The raw decay :math:`\lambda = \lambda_{norm} \sqrt{b / (B T)}` (per model for a (K,) ``lambda_norm``).
+
+    ``b`` the batch size, ``B`` the number of training points, ``T`` the number of
+    epochs of the run or, under warm restarts, of the current restart cycle
+    :math:`T_i` (so :math:`\lambda` changes at every restart).
+    """
+    for name, value in (("batch_size", batch_size), ("n_train", n_train), ("epochs", epochs)):
+        if not value > 0:
+            raise ValueError(f"{name}: must be > 0, got {value!r}")
+    return lambda_norm * math.sqrt(batch_size / (n_train * epochs))
+
+
 class Schedule:
-    r"""Owns the torch scheduler for one optimizer; built by :func:`build_schedule`.
+    r"""Owns the per-step hyperparameters of one optimizer; built by :func:`build_schedule`.
 
     Call :meth:`step` once per batch, after ``optimizer.step()``. At batch
     :math:`t` (the number of :meth:`step` calls so far) every param group has
 
     .. math::
         \text{lr}_t = \text{lr}_0 \, \eta_t, \qquad
-        \eta_t = \min\left(1, \frac{t + 1}{W}\right) \eta^{\text{main}}_t,
+        \eta_t = \min\left(1, \frac{t + 1}{W}\right) \eta^{\text{main}}_t, \qquad
+        \lambda_t = \lambda_0 \sqrt{b / (B T_i)} \text{ (normalized) or } \lambda_0,
 
-    with :math:`\text{lr}_0` the group's ``initial_lr`` (set to its ``lr`` on
-    construction if absent), :math:`W` the warm-up length in batches (no factor
-    when :math:`W = 0`) and :math:`\eta^{\text{main}}_t` the learning rate
-    ``scheduler`` gives its unit-lr clock optimizer. The learning rates are set
+    with :math:`\text{lr}_0` the group's ``initial_lr`` and :math:`\lambda_0` its
+    ``initial_weight_decay`` (set to its ``lr`` and ``weight_decay`` on construction if
+    absent; :math:`\lambda_0` is :math:`\lambda_{norm}` with normalized weight decay),
+    :math:`W` the warm-up length in batches (no factor when :math:`W = 0`),
+    :math:`\eta^{\text{main}}_t` the learning rate ``scheduler`` gives its unit-lr clock
+    optimizer, and :math:`T_i` the :attr:`cycle_epochs`. The group's ``schedule_multiplier``
+    is :math:`\eta_t`, computed as :math:`\text{lr}_t / \text{lr}_0` (:func:`~optbench.optim.optimizer.lr_ratio`,
+    :math:`\eta_t` itself where :math:`\text{lr}_0 = 0`) so that decoupled decay uses the ratio
+    of the learning rate actually applied, per model for (K,) vectors. The values are set
     for batch 0 on construction.
     """
 
@@ -246,26 +273,38 @@ class Schedule:
         steps_per_epoch: int,
         warmup_steps: int,
         cycle_steps: Callable[[int], float],
+        normalized_weight_decay: tuple[int, int] | None = None,
     ) -> None:
         self.optimizer = optimizer
         self.scheduler = scheduler
         self.steps_per_epoch = steps_per_epoch
         self.warmup_steps = warmup_steps
         self._cycle_steps = cycle_steps
+        self._normalized = normalized_weight_decay
         self._step = 0
         for group in optimizer.param_groups:
             group.setdefault("initial_lr", group["lr"])
-        self._set_lrs()
+            group.setdefault("initial_weight_decay", group["weight_decay"])
+        self._set_hyperparameters()
 
     def step(self) -> None:
         """Advance one batch (call after ``optimizer.step()``)."""
         self.scheduler.step()
         self._step += 1
-        self._set_lrs()
+        self._set_hyperparameters()
 
-    def _set_lrs(self) -> None:
+    def _set_hyperparameters(self) -> None:
+        eta = self.multiplier
         for group in self.optimizer.param_groups:
-            group["lr"] = group["initial_lr"] * self.multiplier
+            lr0, lambda0 = group["initial_lr"], group["initial_weight_decay"]
+            group["lr"] = lr = lr0 * eta
+            group["schedule_multiplier"] = lr_ratio(lr, lr0, eta)
+            if self._normalized is None:
+                group["weight_decay"] = lambda0
+            else:
+                batch_size, n_train = self._normalized
+                group["weight_decay"] = normalized_weight_decay(lambda0, batch_size=batch_size, n_train=n_train,
+                                                                epochs=self.cycle_epochs)
 
     @property
     def multiplier(self) -> float:
@@ -278,16 +317,24 @@ class Schedule:
     @property
     def cycle_epochs(self) -> float:
         r""":math:`T_i` of the current restart cycle in epochs (``warm_restarts``);
-        the run's total epochs for the other kinds. Used for the normalized weight
-        decay :math:`\lambda = \lambda_{norm} \sqrt{b / (B T)}`."""
+        the run's total epochs for the other kinds: the :math:`T` of normalized weight decay."""
         return self._cycle_steps(self._step) / self.steps_per_epoch
 
 
 def build_schedule(
-    optimizer: Optimizer, spec: ScheduleSpec, *, epochs: int, steps_per_epoch: int
+    optimizer: Optimizer,
+    spec: ScheduleSpec,
+    *,
+    epochs: int,
+    steps_per_epoch: int,
+    normalized_weight_decay: tuple[int, int] | None = None,
 ) -> Schedule:
     r"""Build the :class:`Schedule` ``spec`` describes for a run of ``epochs``
     epochs of ``steps_per_epoch`` batches.
+
+    ``normalized_weight_decay``: the batch size :math:`b` and number of training
+    points :math:`B` for :math:`\lambda_t = \lambda_{norm} \sqrt{b / (B T_i)}`, each
+    group's ``weight_decay`` being :math:`\lambda_{norm}`; None keeps :math:`\lambda` constant.
 
     Epoch times become batch steps: milestones and the warm-up are rounded to
     the nearest batch; restart boundaries are exact (fractional epochs).
@@ -332,4 +379,5 @@ def build_schedule(
         steps_per_epoch=steps_per_epoch,
         warmup_steps=round(spec.warmup_epochs * steps_per_epoch),
         cycle_steps=cycle_steps,
+        normalized_weight_decay=normalized_weight_decay,
     )

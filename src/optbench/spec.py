@@ -6,12 +6,10 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
-
 from .data import DATASETS
 from .models import MODELS
-from .optim import make_optimizer
 from .schedules import ScheduleSpec
+from .switches import check_renamed, resolve
 
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("float32", "float64")
@@ -19,39 +17,39 @@ DTYPES = ("float32", "float64")
 
 @dataclass(frozen=True)
 class OptimizerSpec:
-    """An optimizer variant: a preset (``AdamW`` or ``Adafactor``) and the switches that differ from it.
+    """An optimizer variant: a base (``AdamW`` or ``Adafactor``) and the switches that differ from it
+    (:data:`optbench.switches.SWITCHES`)."""
 
-    ``normalized_decay``: the run's weight decay is :math:`\\lambda_{norm}` and the applied
-    :math:`\\lambda` is recomputed every step (Appendix B.1 of Loshchilov & Hutter).
-    """
-
-    preset: str = "AdamW"
-    normalized_decay: bool = False
+    base: str = "AdamW"
     switches: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, d: dict) -> OptimizerSpec:
+        check_renamed(d, "optimizer")
         d = dict(d)
-        preset = d.pop("preset", cls.preset)
-        normalized = d.pop("normalized_decay", False)
-        if not isinstance(normalized, bool):
-            raise ValueError(f"optimizer.normalized_decay: must be true or false, got {normalized!r}")
-        spec = cls(preset, normalized, d)
-        spec.resolved()  # raises ValueError naming a bad preset or switch
+        spec = cls(d.pop("base", cls.base), d)
+        spec.resolved()  # raises ValueError naming a bad base or switch
         return spec
 
     def resolved(self) -> dict[str, Any]:
-        """Every switch of the optimizer, the preset's defaults filled in (lr and weight decay excluded)."""
-        probe = make_optimizer(self.preset, [torch.zeros(1)], lr=0.0, weight_decay=0.0, switches=self.switches)
-        return {k: v for k, v in probe.defaults.items() if k not in ("lr", "weight_decay", "stacked")}
+        """Every switch of the optimizer, the base's defaults filled in."""
+        try:
+            return resolve(self.base, self.switches)
+        except ValueError as err:
+            raise ValueError(f"optimizer.{err}") from None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"preset": self.preset, "normalized_decay": self.normalized_decay, **self.resolved()}
+        return {"base": self.base, **self.resolved()}
 
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One training run: one cell of one heatmap for one seed."""
+    """One training run: one cell of one heatmap for one seed.
+
+    ``normalized_weight_decay``: ``weight_decay`` is :math:`\\lambda_{norm}` and the applied
+    :math:`\\lambda` follows the restart cycle (Appendix B.1 of Loshchilov & Hutter;
+    :func:`optbench.schedules.normalized_weight_decay`).
+    """
 
     variant: str
     optimizer: OptimizerSpec
@@ -60,6 +58,7 @@ class RunSpec:
     dataset: str = "mnist1d"
     model: str = "cnn"
     schedule: ScheduleSpec = ScheduleSpec()
+    normalized_weight_decay: bool = False
     epochs: int = 20
     batch_size: int = 100
     seed: int = 0
@@ -107,6 +106,8 @@ class RunSpec:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not value >= 0:
                 raise ValueError(f"{name}: must be a number >= 0, got {value!r}")
+        if not isinstance(self.normalized_weight_decay, bool):
+            raise ValueError(f"normalized_weight_decay: must be true or false, got {self.normalized_weight_decay!r}")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise ValueError(f"seed: must be an integer, got {self.seed!r}")
         for name in ("variant", "run_id", "preset"):

@@ -11,22 +11,27 @@ errors are chance level, ``1 - 1/num_classes``, so heatmaps show it as the worst
 from __future__ import annotations
 
 import contextlib
-import json
+import functools
 import logging
 import math
+import platform
 import resource
+import socket
+import subprocess
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from .data import DataBundle, load_data
 from .models import build_model
-from .optim import make_optimizer, normalized_weight_decay, predicted_state_bytes, state_bytes
+from .optim import make_optimizer, predicted_state_bytes, state_bytes
 from .optim.transforms import Scalar
-from .records import environment, write_record
+from .records import make_record
 from .schedules import Schedule, build_schedule
 from .spec import RunSpec
 from .stacking import SingleModel, StackedModels, can_stack
@@ -41,8 +46,8 @@ def flushed_denormals() -> Iterator[None]:
     """Denormal floats flushed to zero inside (x86 FTZ/DAZ), IEEE behaviour restored after.
 
     CPUs compute on denormals (below 1.2e-38 in float32) many times slower, and small
-    learning rates and decayed weights produce them: flushing made stacked quick-preset
-    runs 14% faster here. Most CUDA kernels flush them anyway.
+    learning rates and decayed weights produce them (what flushing saves: benchmarks/README.md).
+    Most CUDA kernels flush them anyway.
     """
     torch.set_flush_denormal(True)
     try:
@@ -57,14 +62,6 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise ValueError("device: 'cuda' was asked for but torch sees no CUDA device; use 'auto' or 'cpu'")
     return torch.device(name)
-
-
-def weight_decay_rule(normalized: bool, base: Scalar, data: DataBundle, schedule: Schedule) -> Callable[[], Scalar]:
-    """The raw lambda for the next step: ``base``, or ``base`` as lambda_norm scaled by the current cycle length."""
-    if not normalized:
-        return lambda: base
-    return lambda: base * normalized_weight_decay(1.0, batch_size=data.batch_size, n_train=data.n_train,
-                                                  epochs=schedule.cycle_epochs)
 
 
 @torch.no_grad()
@@ -83,6 +80,38 @@ def peak_bytes(device: torch.device) -> int:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device)
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # process peak RSS (kB on Linux)
+
+
+@functools.cache
+def git_commit() -> str | None:
+    """The commit of the checkout the package runs from, or None outside a git checkout."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                             text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    """Where a run trained: versions, device, commit, host and threads (a record's ``environment``)."""
+    def version(package: str) -> str | None:
+        try:
+            return metadata.version(package)
+        except metadata.PackageNotFoundError:
+            return None
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": version("torchvision"),
+        "numpy": version("numpy"),
+        "optbench": version("optbench"),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        "git_commit": git_commit(),
+        "hostname": socket.gethostname(),
+        "threads": torch.get_num_threads(),
+    }
 
 
 def train(spec: RunSpec, *, quiet: bool = False) -> dict:
@@ -118,12 +147,14 @@ def train_together(specs: Sequence[RunSpec], *, stacked: bool, quiet: bool = Fal
         return
     models = StackedModels(model, len(specs)) if stacked else SingleModel(model)
     count = models.count
-    opt = make_optimizer(spec.optimizer.preset, [models.param_group(models.per_model([s.lr for s in specs]))],
-                         lr=spec.lr, weight_decay=0.0, switches=spec.optimizer.switches)
-    schedule = build_schedule(opt, spec.schedule, epochs=spec.epochs, steps_per_epoch=data.steps_per_epoch)
-    decay = weight_decay_rule(spec.optimizer.normalized_decay, models.per_model([s.weight_decay for s in specs]),
-                              data, schedule)
-    first_decay = _per_model_floats(decay(), count)
+    group = {**models.param_group(models.per_model([s.lr for s in specs])),
+             "weight_decay": models.per_model([s.weight_decay for s in specs])}
+    opt = make_optimizer(spec.optimizer.base, [group], lr=spec.lr, weight_decay=spec.weight_decay,
+                         switches=spec.optimizer.switches)
+    normalized = (data.batch_size, data.n_train) if spec.normalized_weight_decay else None
+    schedule = build_schedule(opt, spec.schedule, epochs=spec.epochs, steps_per_epoch=data.steps_per_epoch,
+                              normalized_weight_decay=normalized)
+    first_decay = _per_model_floats(opt.param_groups[0]["weight_decay"], count)
     use_bf16 = spec.bf16 and device.type == "cuda"
     autocast = lambda: torch.autocast("cuda", dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext()  # noqa: E731
     chance = 1.0 - 1.0 / data.num_classes
@@ -136,7 +167,7 @@ def train_together(specs: Sequence[RunSpec], *, stacked: bool, quiet: bool = Fal
     with flushed_denormals():
         for epoch in range(1, spec.epochs + 1):
             tick = time.perf_counter()
-            train_losses, lam, multiplier = _train_epoch(models, opt, schedule, decay, data.train_batches(epoch),
+            train_losses, lam, multiplier = _train_epoch(models, opt, schedule, data.train_batches(epoch),
                                                          dtype, autocast, diverged)
             tock = time.perf_counter()
             train_seconds += tock - tick
@@ -160,7 +191,22 @@ def train_together(specs: Sequence[RunSpec], *, stacked: bool, quiet: bool = Fal
             if len(diverged) == count:
                 break
 
-    shared = {
+    shared = _shared_fields(opt, models, device, {"wall": time.perf_counter() - start, "train": train_seconds,
+                                                  "eval": eval_seconds, "setup": setup_seconds})
+    for k, (s, history) in enumerate(zip(specs, histories)):
+        record = make_record(s, "diverged" if k in diverged else "ok", history, chance, shared=shared,
+                             weight_decay_applied=first_decay[k], steps_per_epoch=data.steps_per_epoch)
+        log.info("%s %s: final test error %.2f%%, %.1fs", s.run_id, record["status"],
+                 100 * record["final_test_error"], record["timing"]["wall_seconds"])
+        yield record
+
+
+def _shared_fields(opt: torch.optim.Optimizer, models: SingleModel | StackedModels, device: torch.device,
+                   seconds: dict[str, float]) -> dict:
+    """The record fields common to the runs trained together: each run's share of memory and of the
+    ``seconds`` (wall, train, eval, setup) they took together, the device and the environment."""
+    count = models.count
+    return {
         "memory": {
             "optimizer_state_bytes": state_bytes(opt) // count,
             "optimizer_state_bytes_predicted": predicted_state_bytes(opt) // count,
@@ -168,38 +214,28 @@ def train_together(specs: Sequence[RunSpec], *, stacked: bool, quiet: bool = Fal
             "peak_bytes": peak_bytes(device),
         },
         "timing": {
-            "wall_seconds": (time.perf_counter() - start) / count,
-            "train_seconds": train_seconds / count,
-            "eval_seconds": eval_seconds / count,
-            "setup_seconds": setup_seconds / count,
+            "wall_seconds": seconds["wall"] / count,
+            "train_seconds": seconds["train"] / count,
+            "eval_seconds": seconds["eval"] / count,
+            "setup_seconds": seconds["setup"] / count,
             "stacked_models": count,
         },
         "device": device.type,
         "environment": environment(device),
     }
-    for k, (s, history) in enumerate(zip(specs, histories)):
-        status = "diverged" if k in diverged else "ok"
-        steps = len(history) * data.steps_per_epoch
-        record = {
-            **_record_fields(s, status, history, chance),
-            "weight_decay_applied": first_decay[k],
-            **shared,
-            "timing": {**shared["timing"], "steps_per_second": steps * count / train_seconds if train_seconds else 0.0},
-        }
-        log.info("%s %s: final test error %.2f%%, %.1fs", s.run_id, status, 100 * record["final_test_error"],
-                 record["timing"]["wall_seconds"])
-        yield record
 
 
 def _train_epoch(models: SingleModel | StackedModels, opt: torch.optim.Optimizer, schedule: Schedule,
-                 decay: Callable[[], Scalar], batches: Iterable, dtype: torch.dtype, autocast,
+                 batches: Iterable, dtype: torch.dtype, autocast,
                  diverged: list[int]) -> tuple[list[float], Scalar, float]:
-    """One pass over the training batches: each model's mean loss, the last step's lambda and lr multiplier."""
+    """One pass over the training batches: each model's mean loss, the last step's lambda and lr multiplier.
+
+    The schedule sets every per-step hyperparameter (lr, eta_t, lambda); the loop only steps it.
+    """
     models.train()
     loss_sum, steps = torch.zeros(models.count, device=models.params[0].device), 0
     for x, y in batches:
-        opt.param_groups[0]["weight_decay"] = lam = decay()
-        multiplier = schedule.multiplier
+        lam, multiplier = opt.param_groups[0]["weight_decay"], schedule.multiplier  # this batch's (history)
         with autocast():
             logits = models(x.to(dtype))
             losses = F.cross_entropy(logits.flatten(0, 1), y.repeat(models.count), reduction="none")
@@ -219,63 +255,3 @@ def _per_model_floats(value: Scalar, count: int, models: Sequence[int] | None = 
     models = range(count) if models is None else models
     values = value.tolist() if isinstance(value, torch.Tensor) else [float(value)] * count
     return [values[k] for k in models]
-
-
-def _record_fields(spec: RunSpec, status: str, history: list[dict], chance: float) -> dict:
-    """The fields of a record that come from its spec and its history."""
-    final = history[-1]
-    return {
-        "schema_version": 1,
-        "run_id": spec.run_id,
-        "preset": spec.preset,
-        "variant": spec.variant,
-        "optimizer": spec.optimizer.to_dict(),
-        "lr": spec.lr,
-        "weight_decay": spec.weight_decay,
-        "schedule": spec.schedule.to_dict(),
-        "seed": spec.seed,
-        "dataset": spec.dataset,
-        "model": spec.model,
-        "epochs": spec.epochs,
-        "batch_size": spec.batch_size,
-        "dtype": spec.dtype,
-        "status": status,
-        "history": history,
-        "final_test_error": chance if status == "diverged" else final["test_error"],
-        "best_test_error": chance if status == "diverged" else min(h["test_error"] for h in history),
-        "final_train_loss": final["train_loss"],
-    }
-
-
-def stack_key(spec: RunSpec) -> str:
-    """Specs with the same key differ only in lr, weight decay and run id: they can train stacked."""
-    d = spec.to_dict()
-    for name in ("lr", "weight_decay", "run_id"):
-        del d[name]
-    return json.dumps(d, sort_keys=True)
-
-
-#: Models per stack. Smaller stacks keep a step's activations in the CPU's caches: on this
-#: project's 2-core CPU, stacks of 11 to 16 CNNs trained 7% faster per run than one of 66.
-MAX_STACK = 16
-
-
-def train_many(specs: Iterable[RunSpec], outs: Iterable[str | Path], *, stack: bool = False,
-               max_stack: int = MAX_STACK, quiet: bool = False) -> None:
-    """Trains specs in this process, writing each record as soon as it is done.
-
-    ``stack``: specs with the same :func:`stack_key` train together as stacked models
-    (:func:`train_together`), in stacks of at most ``max_stack`` as equal in size as can
-    be; without it, one after another.
-    """
-    groups: dict[str | int, list[tuple[RunSpec, str | Path]]] = {}
-    for spec, out in zip(specs, outs, strict=True):
-        key = stack_key(spec) if stack else len(groups)  # without stack: a group of one per spec
-        groups.setdefault(key, []).append((spec, out))
-    for members in groups.values():
-        n_stacks = math.ceil(len(members) / max_stack)
-        for i in range(n_stacks):
-            chunk = members[i * len(members) // n_stacks:(i + 1) * len(members) // n_stacks]
-            records = train_together([spec for spec, _ in chunk], stacked=len(chunk) > 1, quiet=quiet)
-            for (_, out), record in zip(chunk, records, strict=True):
-                write_record(record, out)

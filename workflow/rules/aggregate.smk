@@ -3,7 +3,6 @@ rule aggregate:
         shard_dirs(),
     output:
         RUNS_CSV,
-    params:
     log:
         f"{RESULTS}/logs/aggregate.log",
     localrule: True

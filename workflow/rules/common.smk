@@ -48,7 +48,7 @@ def shard_specs(wildcards):
     return json.dumps(EXP.shards(wildcards.variant)[int(wildcards.shard[5:])], separators=(",", ":"))
 
 
-def figure_outputs():
+def output_files():
     out = EXP.outputs(RESULTS)
     return [
         out["summary"],
@@ -59,4 +59,4 @@ def figure_outputs():
 
 
 def all_outputs():
-    return [RUNS_CSV, *figure_outputs()]
+    return [RUNS_CSV, *output_files()]

@@ -1,4 +1,11 @@
-"""Model registry: ``build_model(name, num_classes=..., input_shape=..., device=...)``."""
+"""Model registry: ``build_model(name, num_classes=..., input_shape=..., device=...)``.
+
+Registering a model is one line of ``REGISTRY``; ``workflow/schemas/config.schema.yaml`` lists
+the models a preset can train (those with a dataset), and a test keeps the two equal.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -9,14 +16,27 @@ from .mlp import build_mlp
 from .shake_shake import build_shake_shake_26_2x64d
 from .transformer import build_transformer_base
 
-_BUILDERS = {
-    "cnn": build_cnn,
-    "mlp": build_mlp,
-    "resnet_small": build_resnet_small,
-    "shake_shake_26_2x64d": build_shake_shake_26_2x64d,
-    "transformer_base": build_transformer_base,
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A registered model: its builder, display label, and the output size and input shape it is built
+    for on ``dataset`` (None: no dataset here feeds it; it serves parameter accounting only)."""
+
+    build: Callable[..., nn.Module]
+    label: str
+    num_classes: int
+    input_shape: tuple[int, ...]
+    dataset: str | None
+
+
+REGISTRY = {
+    "cnn": ModelEntry(build_cnn, "MNIST-1D CNN", 10, (1, 40), "mnist1d"),
+    "mlp": ModelEntry(build_mlp, "MNIST-1D MLP", 10, (1, 40), "mnist1d"),
+    "resnet_small": ModelEntry(build_resnet_small, "ResNet-14 small", 10, (3, 32, 32), "cifar10"),
+    "shake_shake_26_2x64d": ModelEntry(build_shake_shake_26_2x64d, "Shake-Shake 26 2x64d", 10, (3, 32, 32), "cifar10"),
+    "transformer_base": ModelEntry(build_transformer_base, "Transformer-base", 32_000, (256,), None),  # vocabulary 32k
 }
-MODELS = tuple(_BUILDERS)
+MODELS = tuple(REGISTRY)
 
 
 def build_model(
@@ -27,10 +47,11 @@ def build_model(
     Weights are initialized on the CPU and then moved, so a seed gives the same weights on every
     device. ``device="meta"`` builds parameters with shapes but no storage.
     """
-    if name not in _BUILDERS:
+    if name not in REGISTRY:
         raise ValueError(f"unknown model {name!r}; allowed: {', '.join(MODELS)}")
+    build = REGISTRY[name].build
     device = torch.device(device)
     if device.type == "meta":
         with device:
-            return _BUILDERS[name](num_classes=num_classes, input_shape=tuple(input_shape))
-    return _BUILDERS[name](num_classes=num_classes, input_shape=tuple(input_shape)).to(device)
+            return build(num_classes=num_classes, input_shape=tuple(input_shape))
+    return build(num_classes=num_classes, input_shape=tuple(input_shape)).to(device)

@@ -2,16 +2,30 @@ r"""One optimizer for the AdamW / Adafactor family, composed from :mod:`.transfo
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from . import transforms as T
+from ..switches import SWITCHES
+from ..switches import defaults as switch_defaults
+from .transforms import (
+    FactoredSecondMoment,
+    FullSecondMoment,
+    Scalar,
+    add_l2_gradient,
+    beta2_schedule,
+    clip_by_block_rms,
+    decay_weights,
+    gradient_momentum,
+    per_tensor,
+    relative_step_size,
+    rms_direction,
+    update_momentum,
+)
 
-DECAY_MODES = ("decoupled", "torch", "l2")
-MOMENTUM_MODES = ("gradient", "update")
 PER_MODEL_SETTINGS = ("lr", "weight_decay")  # may be (K,) tensors in a stacked group
 
 
@@ -19,13 +33,15 @@ class AdaptiveOptimizer(torch.optim.Optimizer):
     r"""Adam, AdamW, Adafactor and their combinations behind one set of switches.
 
     For a parameter :math:`X` with gradient :math:`G`, its own step count :math:`t`
-    (from 1), the group's current learning rate :math:`\mathrm{lr}_t` and schedule
-    multiplier :math:`\eta_t = \mathrm{lr}_t / \mathrm{lr}_0` (``lr_0`` is the group's
-    ``initial_lr``, which torch's LR schedulers set; :math:`\eta_t = 1` without one):
+    (from 1), and the group's current learning rate :math:`\mathrm{lr}_t`, weight decay
+    :math:`\lambda` and schedule multiplier :math:`\eta_t` (all three set every step by
+    :class:`optbench.schedules.Schedule`; under a plain torch LR scheduler
+    :math:`\eta_t = \mathrm{lr}_t / \mathrm{lr}_0`, ``lr_0`` the group's ``initial_lr``
+    that torch's schedulers set, and :math:`\eta_t = 1` without a scheduler):
 
     .. math::
         \begin{aligned}
-        &G \leftarrow G + \lambda X_{t-1}                  && \text{if decay = "l2"} \\
+        &G \leftarrow G + \lambda X_{t-1}                  && \text{if weight\_decay\_mode = "l2"} \\
         &\hat\beta_{2,t} = \beta_2 \text{ or } 1 - t^{-c}    && c = \text{beta2\_decay} \\
         &V_t = \hat\beta_{2,t} V_{t-1} + (1-\hat\beta_{2,t})(G^2 + \epsilon_1)
                                                            && \text{full, or factored into } R_t, C_t \\
@@ -45,24 +61,16 @@ class AdaptiveOptimizer(torch.optim.Optimizer):
     Args:
         params: parameters or parameter groups; every argument below may be set per group.
         lr: :math:`\mathrm{lr}`, the absolute step size, or the cap on :math:`\rho_t` with ``relative_step``.
-        weight_decay: :math:`\lambda`, its meaning set by ``decay``.
-        decay: ``"decoupled"`` (AdamW, the paper's Algorithm 2: :math:`X \mathrel{-}= \eta_t\lambda X`,
-            :math:`\lambda` not multiplied by the learning rate), ``"torch"``
-            (:math:`X \mathrel{*}= 1 - \mathrm{lr}_t\lambda`, as ``torch.optim.AdamW``) or ``"l2"``
-            (Adam with L2 regularization, :math:`G \mathrel{+}= \lambda X`).
-        beta1: :math:`\beta_1`; 0 keeps no first moment at all.
-        beta2: constant :math:`\beta_2`, with bias correction of :math:`V`; ignored when
-            ``beta2_decay`` is set.
-        beta2_decay: :math:`c` in :math:`\hat\beta_{2,t} = 1 - t^{-c}` (Adafactor: 0.8), no bias correction.
-        eps: :math:`\epsilon`, added to :math:`\sqrt{\hat V}`.
-        eps1: :math:`\epsilon_1`, added to :math:`G^2` inside the average.
-        eps2: :math:`\epsilon_2`, the floor on :math:`\mathrm{RMS}(X)` in the relative step.
-        factored: keep row and column averages for tensors with ``ndim >= 2`` (last two
-            dims; leading dims are a batch); smaller tensors keep a full :math:`V`.
-        momentum: ``"gradient"`` (Adam: average :math:`G`) or ``"update"`` (Adafactor:
-            average the scaled update).
-        clip_threshold: :math:`d`, or ``None`` for no update clipping.
-        relative_step: use the relative step size :math:`\alpha_t` above.
+        weight_decay: :math:`\lambda`, its meaning set by ``weight_decay_mode``: ``"decoupled"``
+            (AdamW, the paper's Algorithm 2: :math:`X \mathrel{-}= \eta_t\lambda X`, :math:`\lambda`
+            not multiplied by the learning rate), ``"torch"`` (:math:`X \mathrel{*}= 1 - \mathrm{lr}_t\lambda`,
+            as ``torch.optim.AdamW``) or ``"l2"`` (Adam with L2 regularization, :math:`G \mathrel{+}= \lambda X`).
+        **switches: any switch of :data:`optbench.switches.SWITCHES` by name (``weight_decay_mode``,
+            ``beta1``, ``beta2``, ``beta2_decay``, ``eps``, ``eps1``, ``eps2``, ``factored``,
+            ``momentum``, ``clip_threshold``, ``relative_step``); each one missing takes its
+            AdamW default from that table. ``factored`` keeps row and column averages for tensors
+            with ``ndim >= 2`` (last two dims; leading dims are a batch); smaller tensors keep a
+            full :math:`V`.
 
     Stacked models: a parameter group with ``"stacked": True`` holds K models trained
     side by side, the leading dimension of every tensor indexing the model (as
@@ -78,29 +86,11 @@ class AdaptiveOptimizer(torch.optim.Optimizer):
     :math:`\beta_1 > 0`.
     """
 
-    def __init__(
-        self,
-        params,
-        lr: float = 1e-3,
-        *,
-        weight_decay: float = 0.0,
-        decay: str = "decoupled",
-        beta1: float = 0.9,
-        beta2: float = 0.999,
-        beta2_decay: float | None = None,
-        eps: float = 1e-8,
-        eps1: float = 0.0,
-        eps2: float = 1e-3,
-        factored: bool = False,
-        momentum: str = "gradient",
-        clip_threshold: float | None = None,
-        relative_step: bool = False,
-    ):
-        defaults = dict(
-            lr=lr, weight_decay=weight_decay, decay=decay, beta1=beta1, beta2=beta2,
-            beta2_decay=beta2_decay, eps=eps, eps1=eps1, eps2=eps2, factored=factored,
-            momentum=momentum, clip_threshold=clip_threshold, relative_step=relative_step, stacked=False,
-        )
+    def __init__(self, params, lr: float = 1e-3, *, weight_decay: float = 0.0, **switches):
+        unknown = sorted(set(switches) - set(SWITCHES))
+        if unknown:
+            raise ValueError(f"{unknown[0]}: unknown optimizer switch; allowed: {', '.join(SWITCHES)}")
+        defaults = {"lr": lr, "weight_decay": weight_decay, **switch_defaults("AdamW"), **switches, "stacked": False}
         _check_settings(defaults)
         super().__init__(params, defaults)
 
@@ -149,82 +139,82 @@ class AdaptiveOptimizer(torch.optim.Optimizer):
 
 def second_moment(group: dict, p: Tensor) -> type:
     """The second-moment piece a parameter gets: factored only for (each model's) tensors with ndim >= 2."""
-    return T.FactoredSecondMoment if group["factored"] and p.ndim - group["stacked"] >= 2 else T.FullSecondMoment
+    return FactoredSecondMoment if group["factored"] and p.ndim - group["stacked"] >= 2 else FullSecondMoment
 
 
 def _step_bucket(group: dict, t: int, moment: type, params: list[Tensor], grads: list[Tensor],
                  states: list[dict]) -> None:
-    lr, lam, decay, beta1 = group["lr"], group["weight_decay"], group["decay"], group["beta1"]
+    lr, lam, mode, beta1 = group["lr"], group["weight_decay"], group["weight_decay_mode"], group["beta1"]
     stacked = group["stacked"]
-    if decay == "l2" and (isinstance(lam, Tensor) or lam):
-        grads = T.add_l2_gradient(grads, params, lam)
+    if mode == "l2" and (isinstance(lam, Tensor) or lam):
+        grads = add_l2_gradient(grads, params, lam)
 
-    beta2_t, correction = T.beta2_schedule(t, group["beta2"], group["beta2_decay"])
+    beta2_t, correction = beta2_schedule(t, group["beta2"], group["beta2_decay"])
     v = moment.update(states, grads, beta2_t, group["eps1"])
 
     num, coef = grads, 1.0
     if group["momentum"] == "gradient" and beta1 > 0:
-        num, coef = T.gradient_momentum(states, grads, beta1, t)
-    direction = T.rms_direction(num, v, correction, group["eps"], v_is_state=moment is T.FullSecondMoment,
-                                coef=coef)
+        num, coef = gradient_momentum(states, grads, beta1, t)
+    direction = rms_direction(num, v, correction, group["eps"], v_is_state=moment is FullSecondMoment, coef=coef)
 
     if group["clip_threshold"] is not None:
-        T.clip_by_block_rms(direction, group["clip_threshold"], stacked)
+        clip_by_block_rms(direction, group["clip_threshold"], stacked)
     if group["relative_step"]:
-        direction.scale(T.relative_step_size(params, lr, t, group["eps2"], stacked))
+        direction.scale(relative_step_size(params, lr, t, group["eps2"], stacked))
     else:
-        direction.scale(T.absolute_step_size(lr, len(params)))
+        direction.scale(per_tensor(lr, len(params)))  # the absolute step size: alpha_t = lr_t
     if group["momentum"] == "update" and beta1 > 0:
-        direction = T.update_momentum(states, direction, beta1)
+        direction = update_momentum(states, direction, beta1)
 
-    T.decay_weights(params, decay_rate(group))
+    decay_weights(params, decay_rate(group))
     direction.subtract_from(params)
 
 
-def decay_rate(group: dict) -> T.Scalar:
+def decay_rate(group: dict) -> Scalar:
     r"""The rate :math:`r` of :math:`X \leftarrow (1 - r) X` this step."""
     lam = group["weight_decay"]
-    if group["decay"] == "decoupled":
+    if group["weight_decay_mode"] == "decoupled":
         return schedule_multiplier(group) * lam
-    if group["decay"] == "torch":
+    if group["weight_decay_mode"] == "torch":
         return group["lr"] * lam
     return 0.0
 
 
-def schedule_multiplier(group: dict) -> T.Scalar:
-    r""":math:`\eta_t = \mathrm{lr}_t / \mathrm{lr}_0`; 1 without a scheduler or when :math:`\mathrm{lr}_0 = 0`."""
-    lr, lr0 = group["lr"], group.get("initial_lr")
+def schedule_multiplier(group: dict) -> Scalar:
+    r""":math:`\eta_t`: the group's ``schedule_multiplier``, which :class:`optbench.schedules.Schedule` sets.
+
+    Without it (a plain torch LR scheduler, or none) it is recovered from the learning rate
+    as :func:`lr_ratio` :math:`\mathrm{lr}_t / \mathrm{lr}_0`, with ``lr_0`` the ``initial_lr``
+    torch's schedulers set: 1 without a scheduler or where :math:`\mathrm{lr}_0 = 0`.
+    """
+    eta = group.get("schedule_multiplier")
+    return lr_ratio(group["lr"], group.get("initial_lr"), 1.0) if eta is None else eta
+
+
+def lr_ratio(lr: Scalar, lr0: Scalar | None, otherwise: float) -> Scalar:
+    r""":math:`\mathrm{lr}_t / \mathrm{lr}_0` (per model for (K,) vectors), ``otherwise`` where
+    :math:`\mathrm{lr}_0` is 0 or None."""
     if isinstance(lr0, Tensor):
-        return torch.where(lr0 > 0, lr / lr0, 1.0)
-    return lr / lr0 if lr0 else 1.0
+        return torch.where(lr0 > 0, lr / lr0, otherwise)
+    return lr / lr0 if lr0 else otherwise
 
 
 def _check_settings(s: dict) -> None:
-    """ValueError naming the first setting out of range."""
-    def fail(name: str, why: str) -> None:
-        raise ValueError(f"{name}: {why}, got {s[name]!r}")
-
-    for name in ("lr", "weight_decay", "eps", "eps1", "eps2"):
+    """ValueError naming the first setting out of range: lr, weight_decay, a switch (:data:`SWITCHES`) or stacked."""
+    for name in PER_MODEL_SETTINGS:
         value = s[name]
-        if isinstance(value, Tensor) and name in PER_MODEL_SETTINGS:
-            if not (s["stacked"] and value.ndim == 1 and value.is_floating_point() and (value >= 0).all()):
-                fail(name, "a tensor is allowed only in a stacked group, as a float vector (K,) >= 0")
-        elif not isinstance(value, (int, float)) or isinstance(value, bool) or not value >= 0:
-            fail(name, "must be a number >= 0")
-    for name in ("beta1", "beta2"):
-        if not isinstance(s[name], (int, float)) or not 0.0 <= s[name] < 1.0:
-            fail(name, "must be in [0, 1)")
-    if s["beta2_decay"] is not None and not (isinstance(s["beta2_decay"], (int, float)) and s["beta2_decay"] > 0):
-        fail("beta2_decay", "must be None or a number > 0 (Adafactor uses 0.8)")
-    if s["decay"] not in DECAY_MODES:
-        fail("decay", f"must be one of {DECAY_MODES}")
-    if s["momentum"] not in MOMENTUM_MODES:
-        fail("momentum", f"must be one of {MOMENTUM_MODES}")
-    if s["clip_threshold"] is not None and not (isinstance(s["clip_threshold"], (int, float)) and s["clip_threshold"] > 0):
-        fail("clip_threshold", "must be None (no clipping) or a number > 0")
-    for name in ("factored", "relative_step", "stacked"):
-        if not isinstance(s[name], bool):
-            fail(name, "must be True or False")
+        if isinstance(value, Tensor):
+            if not (s["stacked"] and value.ndim == 1 and value.is_floating_point() and value.isfinite().all()
+                    and (value >= 0).all()):
+                raise ValueError(f"{name}: a tensor is allowed only in a stacked group, as a finite float "
+                                 f"vector (K,) >= 0, got {value!r}")
+        elif not (isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+                  and value >= 0):
+            raise ValueError(f"{name}: must be a finite number >= 0, got {value!r}")
+    for switch in SWITCHES.values():
+        switch.check(s[switch.name])
+    if not isinstance(s["stacked"], bool):
+        raise ValueError(f"stacked: must be True or False, got {s['stacked']!r}")
 
 
 def _check_stacked(group: dict) -> None:

@@ -15,13 +15,13 @@ for n stacked ones.
 =========================  ==========================================================
 column                     piece
 =========================  ==========================================================
-weight decay ``decay``     :func:`add_l2_gradient`, :func:`decay_weights`
+``weight_decay_mode``      :func:`add_l2_gradient`, :func:`decay_weights`
 second-moment decay        :func:`beta2_schedule`
 second moment ``factored`` :class:`FullSecondMoment`, :class:`FactoredSecondMoment`
 direction ``momentum``     :func:`gradient_momentum`, :func:`rms_direction`,
                            :func:`update_momentum`
 update clipping ``d``      :func:`clip_by_block_rms`
-step size                  :func:`absolute_step_size`, :func:`relative_step_size`
+step size                  :func:`per_tensor` (:math:`\alpha_t = \mathrm{lr}_t`), :func:`relative_step_size`
 =========================  ==========================================================
 """
 
@@ -231,11 +231,6 @@ def clip_by_block_rms(direction: Direction, d: float, stacked: bool) -> None:
     r"""Update clipping: :math:`\hat U = U / \max(1, \mathrm{RMS}(U) / d)`, RMS per tensor (and model)."""
     rms = block_rms(direction.values(), stacked)
     direction.scale((rms / d).clamp(min=1.0).reciprocal())
-
-
-def absolute_step_size(lr: Scalar, n: int) -> Scalar:
-    r"""Absolute step size :math:`\alpha_t = \mathrm{lr}_t`, for a bucket of n tensors."""
-    return per_tensor(lr, n)
 
 
 def relative_step_size(params: list[Tensor], lr: Scalar, t: int, eps2: float, stacked: bool) -> Tensor:

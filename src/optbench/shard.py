@@ -1,0 +1,45 @@
+"""A shard, the run specs of one ``train`` command: grouped into stacks, trained, each record written."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable
+from pathlib import Path
+
+from .records import write_record
+from .spec import RunSpec
+from .trainer import train_together
+
+#: Models per stack at most. Smaller stacks keep a step's activations in the CPU's caches;
+#: benchmarks/README.md has the measurement behind this value.
+MAX_STACK = 16
+
+
+def stack_key(spec: RunSpec) -> str:
+    """Specs with the same key differ only in lr, weight decay and run id: they can train stacked."""
+    d = spec.to_dict()
+    for name in ("lr", "weight_decay", "run_id"):
+        del d[name]
+    return json.dumps(d, sort_keys=True)
+
+
+def train_many(specs: Iterable[RunSpec], outs: Iterable[str | Path], *, stack: bool = False,
+               max_stack: int = MAX_STACK, quiet: bool = False) -> None:
+    """Trains specs in this process, writing each record as soon as it is done.
+
+    ``stack``: specs with the same :func:`stack_key` train together as stacked models
+    (:func:`~optbench.trainer.train_together`), in stacks of at most ``max_stack`` as equal
+    in size as can be; without it, one after another.
+    """
+    groups: dict[str | int, list[tuple[RunSpec, str | Path]]] = {}
+    for spec, out in zip(specs, outs, strict=True):
+        key = stack_key(spec) if stack else len(groups)  # without stack: a group of one per spec
+        groups.setdefault(key, []).append((spec, out))
+    for members in groups.values():
+        n_stacks = math.ceil(len(members) / max_stack)
+        for i in range(n_stacks):
+            chunk = members[i * len(members) // n_stacks:(i + 1) * len(members) // n_stacks]
+            records = train_together([spec for spec, _ in chunk], stacked=len(chunk) > 1, quiet=quiet)
+            for (_, out), record in zip(chunk, records, strict=True):
+                write_record(record, out)

@@ -1,0 +1,131 @@
+"""The optimizer's switches: one table, the single place a switch is declared.
+
+Each :class:`Switch` has a name, the values it takes, its default in each base optimizer
+(``AdamW``, ``Adafactor``) and a one-line meaning. The optimizer's defaults and checks,
+its two bases, run specs and the config check read this table; ``tests/test_switches.py``
+keeps the optimizer blocks of both JSON schemas equal to it. Adding a switch touches the
+table, the piece that implements it (``optim/transforms.py``, wired in ``optim/optimizer.py``)
+and its test.
+
+Imports nothing but the standard library, so the Snakefile's config check can use it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+#: The base optimizers: each is a column of defaults in :data:`SWITCHES`.
+BASES = ("AdamW", "Adafactor")
+
+#: Keys of the optimizer block that were renamed, and the new name each one points to.
+RENAMED = {
+    "preset": "base",
+    "decay": "weight_decay_mode",
+    "normalized_decay": "normalized_weight_decay, a key beside optimizer (not inside it)",
+}
+
+
+@dataclass(frozen=True)
+class Switch:
+    """One switch: its values (``type``, then ``choices`` or a range) and its default in each base.
+
+    The range uses JSON Schema's words; numbers must also be finite. ``nullable``: ``None``
+    turns the switch off.
+    """
+
+    name: str
+    type: type  # bool, float or str
+    adamw: Any
+    adafactor: Any
+    meaning: str
+    choices: tuple[str, ...] = ()
+    minimum: float | None = None
+    exclusive_minimum: float | None = None
+    exclusive_maximum: float | None = None
+    nullable: bool = False
+
+    def default(self, base: str) -> Any:
+        return {"AdamW": self.adamw, "Adafactor": self.adafactor}[base]
+
+    @property
+    def allowed(self) -> str:
+        """The values it takes, in words."""
+        if self.type is bool:
+            return "True or False"
+        if self.type is str:
+            return "one of " + ", ".join(self.choices)
+        bounds = [f"{op} {bound:g}" for op, bound in
+                  ((">=", self.minimum), (">", self.exclusive_minimum), ("<", self.exclusive_maximum))
+                  if bound is not None]
+        number = "a finite number " + " and ".join(bounds)
+        return f"None or {number}" if self.nullable else number
+
+    def accepts(self, value: Any) -> bool:
+        if value is None:
+            return self.nullable
+        if self.type is bool:
+            return isinstance(value, bool)
+        if self.type is str:
+            return value in self.choices
+        if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+            return False
+        return ((self.minimum is None or value >= self.minimum)
+                and (self.exclusive_minimum is None or value > self.exclusive_minimum)
+                and (self.exclusive_maximum is None or value < self.exclusive_maximum))
+
+    def check(self, value: Any) -> None:
+        """ValueError naming the switch unless it accepts ``value``."""
+        if not self.accepts(value):
+            raise ValueError(f"{self.name}: must be {self.allowed}, got {value!r}")
+
+
+#: Every switch, by name, in the order of a record's optimizer block.
+SWITCHES: dict[str, Switch] = {s.name: s for s in (
+    Switch("weight_decay_mode", str, "decoupled", "decoupled",
+           "how lambda acts: X -= eta_t lambda X (decoupled, AdamW), X -= lr_t lambda X (torch), G += lambda X (l2)",
+           choices=("decoupled", "torch", "l2")),
+    Switch("beta1", float, 0.9, 0.0, "first-moment decay; 0 keeps no first moment",
+           minimum=0.0, exclusive_maximum=1.0),
+    Switch("beta2", float, 0.999, 0.999, "constant second-moment decay, bias-corrected; unused with beta2_decay",
+           minimum=0.0, exclusive_maximum=1.0),
+    Switch("beta2_decay", float, None, 0.8, "c in beta2_t = 1 - t^-c, no bias correction; None: constant beta2",
+           exclusive_minimum=0.0, nullable=True),
+    Switch("eps", float, 1e-8, 0.0, "added to sqrt(V_hat)", minimum=0.0),
+    Switch("eps1", float, 0.0, 1e-30, "added to G^2 inside the second moment", minimum=0.0),
+    Switch("eps2", float, 1e-3, 1e-3, "floor on RMS(X) in the relative step", minimum=0.0),
+    Switch("factored", bool, False, True, "second moment as row and column averages for tensors with ndim >= 2"),
+    Switch("momentum", str, "gradient", "update",
+           "what the first moment averages: G (gradient, Adam) or the scaled update (update, Adafactor)",
+           choices=("gradient", "update")),
+    Switch("clip_threshold", float, None, 1.0, "d in U / max(1, RMS(U) / d); None: no clipping",
+           exclusive_minimum=0.0, nullable=True),
+    Switch("relative_step", bool, False, True, "step size max(eps2, RMS(X)) min(lr_t, 1/sqrt(t)) instead of lr_t"),
+)}
+
+
+def defaults(base: str) -> dict[str, Any]:
+    """Every switch's default in ``base``; ValueError naming an unknown base."""
+    if base not in BASES:
+        raise ValueError(f"base: unknown base optimizer {base!r}; allowed: {', '.join(BASES)}")
+    return {name: s.default(base) for name, s in SWITCHES.items()}
+
+
+def resolve(base: str, switches: Mapping[str, Any]) -> dict[str, Any]:
+    """Every switch: ``base``'s defaults with ``switches`` set; ValueError naming a bad base, switch or value."""
+    values = defaults(base)
+    for name, value in switches.items():
+        if name not in SWITCHES:
+            raise ValueError(f"{name}: unknown optimizer switch; allowed: {', '.join(SWITCHES)}")
+        SWITCHES[name].check(value)
+        values[name] = value
+    return values
+
+
+def check_renamed(optimizer: Mapping[str, Any], where: str) -> None:
+    """ValueError naming the new key if the optimizer block at ``where`` uses a renamed one."""
+    for old, new in RENAMED.items():
+        if old in optimizer:
+            raise ValueError(f"{where}.{old}: renamed to {new}")
