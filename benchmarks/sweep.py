@@ -1,6 +1,6 @@
 """Seconds per run of the quick preset, three ways, side by side on this machine.
 
-    python benchmarks/sweep.py [--variant adamw_cosine] [--alone 6] [--one-by-one 12] [--threads 1]
+    python benchmarks/sweep.py [--variant adamw_cosine] [--model cnn_bn] [--alone 6] [--one-by-one 12] [--threads 1]
 
 Every way goes through the real command line (``python -m optbench train``), so
 interpreter start-up, imports, data loading and record writing count:
@@ -12,7 +12,9 @@ interpreter start-up, imports, data loading and record writing count:
 
 Ways 1 and 2 time the first ``--alone`` / ``--one-by-one`` runs of the variant's first
 shard, way 3 the whole shard (``runs_per_job`` runs). The estimate for the whole quick
-preset is every run at way 3's rate on ``--cores`` cores, training jobs only.
+preset is every run at way 3's rate on ``--cores`` cores, training jobs only. ``--model``
+trains another model than the preset's in every way (e.g. ``cnn_bn``, to time grouped
+BatchNorm).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ def seconds_per_run(specs: list[dict], out_dir: Path, *, threads: int, stack: bo
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variant", default="adamw_cosine")
+    parser.add_argument("--model", help="model to train instead of the preset's")
     parser.add_argument("--alone", type=int, default=6, help="runs timed one process each")
     parser.add_argument("--one-by-one", type=int, default=12, help="runs timed one after another in one process")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per process (the quick preset: 1)")
@@ -58,7 +61,8 @@ def main() -> None:
     experiment = load_experiment(config)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        shard = [{**spec, "data_dir": str(tmp / "data")} for spec in experiment.shards(args.variant)[0]]
+        model = {"model": args.model} if args.model else {}
+        shard = [{**spec, "data_dir": str(tmp / "data"), **model} for spec in experiment.shards(args.variant)[0]]
         seconds_per_run(shard[:1], tmp / "warmup", threads=args.threads, stack=False)  # writes the data cache
         rows = [
             ("one process per run", args.alone,
@@ -71,7 +75,7 @@ def main() -> None:
         ]
     total_runs = sum(len(experiment.runs(v)) for v in experiment.variants)
     baseline = rows[0][2]
-    print(f"quick preset, variant {args.variant}, {args.threads} thread(s) per process, "
+    print(f"quick preset, variant {args.variant}, model {shard[0]['model']}, {args.threads} thread(s) per process, "
           f"{experiment.settings['epochs']} epochs per run")
     print(f"| way | runs timed | seconds per run | speed-up | whole preset on {args.cores} cores |")
     print("|---|---:|---:|---:|---:|")

@@ -11,6 +11,7 @@ from optbench.models.transformer import TransformerBase
 
 INPUT_SHAPES = {
     "cnn": (1, 40),
+    "cnn_bn": (1, 40),
     "mlp": (1, 40),
     "resnet_small": (3, 32, 32),
     "shake_shake_26_2x64d": (3, 32, 32),
@@ -25,6 +26,13 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def test_config_schema_allows_exactly_the_registered_models_a_dataset_feeds():
+    schema = yaml.safe_load((Path(__file__).parents[1] / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    trainable = [name for name, model in REGISTRY.items() if model.dataset]
+    assert sorted(schema["$defs"]["preset"]["properties"]["model"]["enum"]) == sorted(trainable)
+    assert {model.dataset for model in REGISTRY.values()} - {None} <= set(DATASETS)
 
 
 def num_parameters(model):
@@ -50,6 +58,7 @@ def test_transformer_forward_shape():
     "name, num_classes, expected",
     [
         ("cnn", 10, 5_210),
+        ("cnn_bn", 10, 5_285),
         ("mlp", 10, 15_210),
         ("resnet_small", 10, 692_122),
         ("shake_shake_26_2x64d", 10, 11_653_978),
@@ -67,7 +76,7 @@ def test_shake_shake_matches_the_papers_size():
     assert 11.6e6 * 0.98 <= num_parameters(model) <= 11.7e6 * 1.02
 
 
-@pytest.mark.parametrize("name", ["cnn", "resnet_small"])
+@pytest.mark.parametrize("name", ["cnn", "cnn_bn", "resnet_small"])
 def test_same_seed_same_weights(name):
     def weights():
         torch.manual_seed(7)
@@ -140,5 +149,6 @@ def test_transformer_base_on_meta_allocates_nothing():
 
 
 def test_unknown_model_lists_the_allowed_ones():
-    with pytest.raises(ValueError, match=r"'vgg'.*cnn, mlp, resnet_small, shake_shake_26_2x64d, transformer_base"):
+    allowed = "cnn, cnn_bn, mlp, resnet_small, shake_shake_26_2x64d, transformer_base"
+    with pytest.raises(ValueError, match=f"'vgg'.*{allowed}"):
         build_model("vgg", num_classes=10, input_shape=(3, 32, 32))

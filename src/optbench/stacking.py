@@ -8,15 +8,28 @@ indexes the model (``torch.func.stack_module_state``'s layout) and runs them as
 *grouped layers*: each ``Conv1d`` and ``Linear`` of the K models is one batched matrix
 product (``torch.baddbmm``) over K, with activations kept as ``(K, channels, length,
 batch)`` so that no layer needs a transpose. The K small forward and backward passes
-of a heatmap's cells become one pass over K-times-larger tensors. (On this project's
-2-core CPU this measured about 1.8x faster per model than ``torch.vmap`` over
-``functional_call``, which runs the convolutions as one grouped convolution; see
-``benchmarks/README.md``.)
+of a heatmap's cells become one pass over K-times-larger tensors. (This is faster per
+model than ``torch.vmap`` over ``functional_call``, which runs the convolutions as one
+grouped convolution; the timings are in ``benchmarks/README.md``.)
 
 A model can stack when it is a ``Sequential`` (nested ones allowed) of ``Conv1d``
-(``groups=1``, ``dilation=1``, zero padding), ``Linear``, ``ReLU`` and ``Flatten``
-layers, as the MNIST-1D CNN and MLP are: :func:`can_stack`. Anything else, in
-particular a model with BatchNorm's running statistics, trains one run at a time.
+(``groups=1``, ``dilation=1``, zero padding), ``Linear``, ``BatchNorm1d`` (affine, with
+running statistics and a momentum), ``ReLU`` and ``Flatten`` layers, as the MNIST-1D
+CNNs and MLP are: :func:`can_stack`. Anything else trains one run at a time.
+
+**Grouped BatchNorm.** For model k and channel c, with ``h[k, c]`` that channel's
+activations over the batch (and length) and n their number, training mode computes
+
+    mu = mean(h[k, c]),   var = mean((h[k, c] - mu)^2),
+    y[k, c] = (h[k, c] - mu) / sqrt(var + eps) * weight[k, c] + bias[k, c],
+    running_mean[k, c] <- (1 - m) running_mean[k, c] + m mu,
+    running_var[k, c]  <- (1 - m) running_var[k, c]  + m var n / (n - 1),
+
+and eval mode uses ``running_mean`` and ``running_var`` in place of mu and var: exactly
+``nn.BatchNorm1d`` for each model (momentum m = 0.1 by default). Since every (model,
+channel) pair is normalized on its own, viewing ``(K, C, L, B)`` as one batch of K C
+channels, ``(1, K C, L B)``, makes all K BatchNorms one call of torch's fused
+``F.batch_norm``; its weight, bias and running statistics are views of ``(K, C)`` tensors.
 """
 
 from __future__ import annotations
@@ -26,6 +39,11 @@ from collections.abc import Iterator, Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+
+def _stack(t: Tensor, count: int) -> Tensor:
+    """K copies of ``t`` along a new leading dimension."""
+    return t.detach().expand(count, *t.shape).clone()
 
 
 def _layers(model: nn.Module) -> Iterator[nn.Module]:
@@ -41,6 +59,8 @@ def _stackable(layer: nn.Module) -> bool:
     if type(layer) is nn.Conv1d:
         return (layer.groups == 1 and layer.dilation == (1,) and layer.padding_mode == "zeros"
                 and not isinstance(layer.padding, str))
+    if type(layer) is nn.BatchNorm1d:
+        return layer.affine and layer.track_running_stats and layer.momentum is not None
     if type(layer) is nn.Flatten:
         return layer.start_dim == 1 and layer.end_dim == -1
     return type(layer) in (nn.Linear, nn.ReLU)
@@ -84,6 +104,17 @@ def _conv1d(layer: nn.Conv1d, h: Tensor, weight: Tensor, bias: Tensor | None) ->
     return out.view(models, -1, length, batch)
 
 
+def _batch_norm(layer: nn.BatchNorm1d, h: Tensor, weight: Tensor, bias: Tensor, stats: tuple[Tensor, ...],
+                training: bool) -> Tensor:
+    """``(K, C, L, B)`` or ``(K, C, B)``: K BatchNorms as one of K C channels (see the module's docstring)."""
+    running_mean, running_var, batches = stats
+    if training:
+        batches += 1
+    out = F.batch_norm(h.reshape(1, h.shape[0] * h.shape[1], -1), running_mean.view(-1), running_var.view(-1),
+                       weight.view(-1), bias.view(-1), training, layer.momentum, layer.eps)
+    return out.view(h.shape)
+
+
 def _matmul(weight: Tensor, h: Tensor, bias: Tensor | None) -> Tensor:
     """``(K, O, F) x (K, F, N) -> (K, O, N)`` plus a bias per output row."""
     return torch.bmm(weight, h) if bias is None else torch.baddbmm(bias.unsqueeze(-1), weight, h)
@@ -123,10 +154,14 @@ class StackedModels:
 
     def __init__(self, model: nn.Module, count: int):
         if not can_stack(model):
+            got = [type(m).__name__ for m in _layers(model)]
             raise ValueError(f"model: {type(model).__name__} cannot be stacked; only a Sequential of Conv1d, Linear, "
-                             f"ReLU and Flatten layers ending in a Linear one can (got {[type(m).__name__ for m in _layers(model)]})")
-        self.layers, self.count = list(_layers(model)), count
-        self.params = [p.detach().expand(count, *p.shape).clone().requires_grad_() for p in model.parameters()]
+                             f"BatchNorm1d, ReLU and Flatten layers ending in a Linear one can (got {got})")
+        self.layers, self.count, self.training = list(_layers(model)), count, model.training
+        self.params = [_stack(p, count).requires_grad_() for p in model.parameters()]
+        #: Per BatchNorm layer: running mean and variance (K, C) and batches seen (K,), buffers of no gradient.
+        self.stats = [tuple(_stack(b, count) for b in (m.running_mean, m.running_var, m.num_batches_tracked))
+                      for m in self.layers if isinstance(m, nn.BatchNorm1d)]
 
     def __call__(self, x: Tensor) -> Tensor:
         """Logits ``(K, B, classes)`` of every model for one input batch ``x`` of shape (B, C, L) or (B, F).
@@ -136,12 +171,14 @@ class StackedModels:
         """
         h = x.movedim(0, -1)  # (C, L, B) or (F, B)
         h = h.expand(self.count, *h.shape)
-        params = iter(self.params)
+        params, stats = iter(self.params), iter(self.stats)
         for layer in self.layers:
             if isinstance(layer, nn.Conv1d):
                 h = _conv1d(layer, h, next(params), next(params) if layer.bias is not None else None)
             elif isinstance(layer, nn.Linear):
                 h = _matmul(next(params), h, next(params) if layer.bias is not None else None)
+            elif isinstance(layer, nn.BatchNorm1d):
+                h = _batch_norm(layer, h, next(params), next(params), next(stats), self.training)
             elif isinstance(layer, nn.ReLU):
                 h = torch.relu(h)
             else:  # Flatten
@@ -157,12 +194,18 @@ class StackedModels:
         return {"params": self.params, "lr": lr, "stacked": True}
 
     def train(self, mode: bool = True) -> None:
-        """Nothing to do: none of the layers a stacked model runs behaves differently in training."""
+        """Training mode (BatchNorm normalizes by batch statistics and updates its running ones) or eval mode."""
+        self.training = mode
 
     @torch.no_grad()
     def zero_models(self, models: list[int]) -> None:
-        """Sets the parameters of ``models`` to zero (a frozen, finite state that touches no other model)."""
+        """Sets the parameters of ``models`` to zero and their BatchNorm statistics to a fresh layer's (a frozen,
+        finite state that touches no other model)."""
         if models:
             index = torch.tensor(models, device=self.params[0].device)
             for p in self.params:
                 p.index_fill_(0, index, 0.0)
+            for running_mean, running_var, batches in self.stats:
+                running_mean.index_fill_(0, index, 0.0)
+                running_var.index_fill_(0, index, 1.0)
+                batches.index_fill_(0, index, 0)

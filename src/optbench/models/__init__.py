@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from .cifar_resnet import build_resnet_small
-from .cnn import build_cnn
+from .cnn import build_cnn, build_cnn_bn
 from .mlp import build_mlp
 from .shake_shake import build_shake_shake_26_2x64d
 from .transformer import build_transformer_base
@@ -31,6 +31,7 @@ class ModelEntry:
 
 REGISTRY = {
     "cnn": ModelEntry(build_cnn, "MNIST-1D CNN", 10, (1, 40), "mnist1d"),
+    "cnn_bn": ModelEntry(build_cnn_bn, "MNIST-1D CNN with BatchNorm", 10, (1, 40), "mnist1d"),
     "mlp": ModelEntry(build_mlp, "MNIST-1D MLP", 10, (1, 40), "mnist1d"),
     "resnet_small": ModelEntry(build_resnet_small, "ResNet-14 small", 10, (3, 32, 32), "cifar10"),
     "shake_shake_26_2x64d": ModelEntry(build_shake_shake_26_2x64d, "Shake-Shake 26 2x64d", 10, (3, 32, 32), "cifar10"),
