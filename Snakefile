@@ -1,6 +1,7 @@
 # Reproduce AdamW and Adafactor: the variant table x grid -> runs -> tables and figures.
 # `snakemake --cores 8` runs the default preset; see README.md for the rest.
 
+
 configfile: "config.yaml"
 
 

@@ -71,10 +71,11 @@ def copy_bandwidth(device: torch.device, nbytes: int = 1 << 28, repeats: int = 1
 
 
 PAIRS = {
-    "AdamW": (lambda ps: AdamW(ps, lr=1e-3, weight_decay=1e-2, weight_decay_mode="torch"),
-              lambda ps: torch.optim.AdamW(ps, lr=1e-3, weight_decay=1e-2, foreach=True)),
-    "Adafactor": (lambda ps: Adafactor(ps),
-                  lambda ps: torch.optim.Adafactor(ps, foreach=True)),
+    "AdamW": (
+        lambda ps: AdamW(ps, lr=1e-3, weight_decay=1e-2, weight_decay_mode="torch"),
+        lambda ps: torch.optim.AdamW(ps, lr=1e-3, weight_decay=1e-2, foreach=True),
+    ),
+    "Adafactor": (lambda ps: Adafactor(ps), lambda ps: torch.optim.Adafactor(ps, foreach=True)),
 }
 
 
@@ -97,8 +98,10 @@ def main() -> None:
         for name, (ours, theirs) in PAIRS.items():
             t_ours, t_torch = median_step_seconds((ours, theirs), shapes, args.repeats, device)
             moved = MIN_PASSES[name] * numel * 4
-            print(f"| {set_name} | {name} | {t_ours * 1e3:.3f} | {t_torch * 1e3:.3f} | {t_ours / t_torch:.2f} "
-                  f"| {moved / 1e6:.1f} | {moved / t_ours / 1e9:.1f} | {100 * moved / t_ours / bandwidth:.0f} |")
+            print(
+                f"| {set_name} | {name} | {t_ours * 1e3:.3f} | {t_torch * 1e3:.3f} | {t_ours / t_torch:.2f} "
+                f"| {moved / 1e6:.1f} | {moved / t_ours / 1e9:.1f} | {100 * moved / t_ours / bandwidth:.0f} |"
+            )
 
 
 if __name__ == "__main__":

@@ -37,8 +37,19 @@ from optbench.experiment import load_experiment  # noqa: E402
 
 def seconds_per_run(specs: list[dict], out_dir: Path, *, threads: int, stack: bool) -> float:
     """Wall seconds of one ``optbench train`` process over ``specs``, per run."""
-    command = [sys.executable, "-m", "optbench", "--threads", str(threads), "train", "--quiet",
-               "--spec-json", json.dumps(specs), "--out-dir", str(out_dir)]
+    command = [
+        sys.executable,
+        "-m",
+        "optbench",
+        "--threads",
+        str(threads),
+        "train",
+        "--quiet",
+        "--spec-json",
+        json.dumps(specs),
+        "--out-dir",
+        str(out_dir),
+    ]
     if stack:
         command.append("--stack")
     start = time.perf_counter()
@@ -65,18 +76,32 @@ def main() -> None:
         shard = [{**spec, "data_dir": str(tmp / "data"), **model} for spec in experiment.shards(args.variant)[0]]
         seconds_per_run(shard[:1], tmp / "warmup", threads=args.threads, stack=False)  # writes the data cache
         rows = [
-            ("one process per run", args.alone,
-             sum(seconds_per_run([spec], tmp / "alone", threads=args.threads, stack=False)
-                 for spec in shard[:args.alone]) / args.alone),
-            ("one process per shard, one by one", args.one_by_one,
-             seconds_per_run(shard[:args.one_by_one], tmp / "one_by_one", threads=args.threads, stack=False)),
-            ("one process per shard, stacked", len(shard),
-             seconds_per_run(shard, tmp / "stacked", threads=args.threads, stack=True)),
+            (
+                "one process per run",
+                args.alone,
+                sum(
+                    seconds_per_run([spec], tmp / "alone", threads=args.threads, stack=False)
+                    for spec in shard[: args.alone]
+                )
+                / args.alone,
+            ),
+            (
+                "one process per shard, one by one",
+                args.one_by_one,
+                seconds_per_run(shard[: args.one_by_one], tmp / "one_by_one", threads=args.threads, stack=False),
+            ),
+            (
+                "one process per shard, stacked",
+                len(shard),
+                seconds_per_run(shard, tmp / "stacked", threads=args.threads, stack=True),
+            ),
         ]
     total_runs = sum(len(experiment.runs(v)) for v in experiment.variants)
     baseline = rows[0][2]
-    print(f"quick preset, variant {args.variant}, model {shard[0]['model']}, {args.threads} thread(s) per process, "
-          f"{experiment.settings['epochs']} epochs per run")
+    print(
+        f"quick preset, variant {args.variant}, model {shard[0]['model']}, {args.threads} thread(s) per process, "
+        f"{experiment.settings['epochs']} epochs per run"
+    )
     print(f"| way | runs timed | seconds per run | speed-up | whole preset on {args.cores} cores |")
     print("|---|---:|---:|---:|---:|")
     for name, runs, seconds in rows:

@@ -136,10 +136,17 @@ def grid_records(
     """Records for a full lr x wd grid; seed s adds 0.002 * s, errors are capped at chance level,
     and runs with lr > ``diverge_above_lr`` diverge."""
     return [
-        make_record(variant, lr, wd, seed, CHANCE_ERROR, status="diverged", normalized_weight_decay=normalized_weight_decay)
+        make_record(
+            variant, lr, wd, seed, CHANCE_ERROR, status="diverged", normalized_weight_decay=normalized_weight_decay
+        )
         if lr > diverge_above_lr
         else make_record(
-            variant, lr, wd, seed, min(error(lr, wd) + 0.002 * seed, CHANCE_ERROR), normalized_weight_decay=normalized_weight_decay
+            variant,
+            lr,
+            wd,
+            seed,
+            min(error(lr, wd) + 0.002 * seed, CHANCE_ERROR),
+            normalized_weight_decay=normalized_weight_decay,
         )
         for lr in lrs
         for wd in wds

@@ -91,9 +91,7 @@ class SlurmCluster:
 
     def run(self, *cmd: str, timeout: float = 60, check: bool = True) -> subprocess.CompletedProcess:
         """Run a SLURM client command (sbatch, squeue, ...) against this cluster."""
-        return subprocess.run(
-            list(cmd), env=self.env, capture_output=True, text=True, timeout=timeout, check=check
-        )
+        return subprocess.run(list(cmd), env=self.env, capture_output=True, text=True, timeout=timeout, check=check)
 
     def job_state(self, job_id: str | int) -> str:
         """Current state of a job (``COMPLETED``, ``FAILED``, ...), '' if unknown."""
@@ -117,10 +115,7 @@ class SlurmCluster:
             if state and state not in ACTIVE_STATES:
                 return state
             time.sleep(poll)
-        raise TimeoutError(
-            f"SLURM job {job_id} still {state or 'unknown'} after {timeout:.0f}s\n"
-            + self.log_tail()
-        )
+        raise TimeoutError(f"SLURM job {job_id} still {state or 'unknown'} after {timeout:.0f}s\n" + self.log_tail())
 
     def log_tail(self, lines: int = 40) -> str:
         return _log_tail(self.state_dir, lines)
@@ -213,10 +208,7 @@ def _start(tmp_path_factory: pytest.TempPathFactory) -> SlurmCluster:
         _unavailable(f"'slurm_cluster.sh start' timed out after {START_TIMEOUT_S:.0f}s\n{stderr[-4000:]}")
     if res.returncode != 0:
         _stop(state_dir)  # the script cleans up itself; this is belt and braces
-        _unavailable(
-            f"'slurm_cluster.sh start {state_dir}' exited with {res.returncode}:\n"
-            f"{res.stderr[-6000:]}"
-        )
+        _unavailable(f"'slurm_cluster.sh start {state_dir}' exited with {res.returncode}:\n{res.stderr[-6000:]}")
     exports = _parse_exports(res.stdout)
     if "SLURM_CONF" not in exports:
         _stop(state_dir)

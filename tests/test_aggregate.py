@@ -50,7 +50,12 @@ def test_fake_records_follow_the_run_record_schema(records):
 
 def test_runs_table_has_one_flat_row_per_run(records, runs):
     assert len(runs) == len(records)
-    for column in ["optimizer.weight_decay_mode", "memory.optimizer_state_bytes", "schedule.kind", "environment.git_commit"]:
+    for column in [
+        "optimizer.weight_decay_mode",
+        "memory.optimizer_state_bytes",
+        "schedule.kind",
+        "environment.git_commit",
+    ]:
         assert column in runs.columns
     assert runs["normalized_weight_decay"].dtype == bool
     assert runs["optimizer.beta2_decay"].isna().all()

@@ -25,11 +25,16 @@ def steps(make, device, n=20):
     return opt, [p.cpu() for p in params]
 
 
-@pytest.mark.parametrize("ours,theirs", [
-    (lambda ps: AdamW(ps, lr=1e-2, weight_decay=0.1, weight_decay_mode="torch"),
-     lambda ps: torch.optim.AdamW(ps, lr=1e-2, weight_decay=0.1, foreach=True)),
-    (lambda ps: Adafactor(ps), lambda ps: torch.optim.Adafactor(ps, foreach=True)),
-])
+@pytest.mark.parametrize(
+    "ours,theirs",
+    [
+        (
+            lambda ps: AdamW(ps, lr=1e-2, weight_decay=0.1, weight_decay_mode="torch"),
+            lambda ps: torch.optim.AdamW(ps, lr=1e-2, weight_decay=0.1, foreach=True),
+        ),
+        (lambda ps: Adafactor(ps), lambda ps: torch.optim.Adafactor(ps, foreach=True)),
+    ],
+)
 def test_cuda_matches_torch_and_cpu(ours, theirs):
     opt, on_gpu = steps(ours, "cuda")
     _, torch_gpu = steps(theirs, "cuda")
@@ -42,11 +47,22 @@ def test_cuda_matches_torch_and_cpu(ours, theirs):
 
 @pytest.mark.parametrize("bf16", [False, True])
 def test_training_run_on_cuda(tmp_path, bf16):
-    spec = RunSpec.from_dict({
-        "variant": "adamw_cosine", "optimizer": {"base": "AdamW"}, "lr": 2**-6, "weight_decay": 2**-12,
-        "schedule": {"kind": "cosine"}, "epochs": 3, "batch_size": 100, "device": "auto", "bf16": bf16,
-        "data_dir": str(tmp_path), "model": "cnn", "dataset": "mnist1d",
-    })
+    spec = RunSpec.from_dict(
+        {
+            "variant": "adamw_cosine",
+            "optimizer": {"base": "AdamW"},
+            "lr": 2**-6,
+            "weight_decay": 2**-12,
+            "schedule": {"kind": "cosine"},
+            "epochs": 3,
+            "batch_size": 100,
+            "device": "auto",
+            "bf16": bf16,
+            "data_dir": str(tmp_path),
+            "model": "cnn",
+            "dataset": "mnist1d",
+        }
+    )
     record = train(spec, quiet=True)
     validate_record(record)
     assert record["device"] == "cuda" and record["status"] == "ok"

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 import torchvision.datasets.cifar
-
 from cifar_fake import write_fake_cifar10
+
 from optbench import data
 from optbench.data import CIFAR10_MEAN, CIFAR10_STD, load_data
 

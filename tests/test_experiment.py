@@ -51,11 +51,14 @@ def test_smoke_figures_drop_absent_variants():
     assert exp.outputs("r")["heatmaps"]["adafactor"] == ["r/figures/adafactor.png", "r/figures/adafactor.pdf"]
 
 
-@pytest.mark.parametrize("change,message", [
-    (lambda c: c.update(preset="nope"), "preset: unknown preset 'nope'"),
-    (lambda c: c["presets"]["quick"].update(variants=["adamw_x"]), "unknown variant 'adamw_x'"),
-    (lambda c: c["variants"]["adamw_fixed"].update(schedule="weekly"), "variants.adamw_fixed.schedule: 'weekly'"),
-])
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        (lambda c: c.update(preset="nope"), "preset: unknown preset 'nope'"),
+        (lambda c: c["presets"]["quick"].update(variants=["adamw_x"]), "unknown variant 'adamw_x'"),
+        (lambda c: c["variants"]["adamw_fixed"].update(schedule="weekly"), "variants.adamw_fixed.schedule: 'weekly'"),
+    ],
+)
 def test_bad_references_are_named(change, message):
     c = config("quick")
     change(c)

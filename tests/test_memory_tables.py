@@ -38,24 +38,24 @@ def table():
 def factored_bytes(model: torch.nn.Module) -> int:
     """Adafactor's beta1 = 0 state from the shapes: a row and a column per matrix, leading dims multiply."""
     return 4 * sum(
-        math.prod(p.shape[:-2]) * (p.shape[-2] + p.shape[-1]) if p.ndim >= 2 else p.numel()
-        for p in model.parameters()
+        math.prod(p.shape[:-2]) * (p.shape[-2] + p.shape[-1]) if p.ndim >= 2 else p.numel() for p in model.parameters()
     )
 
 
 def synthetic_runs(adafactor_bytes=(7080, 7080)) -> pd.DataFrame:
-    return pd.DataFrame({
-        "variant": ["adamw", "adamw", *["adafactor"] * len(adafactor_bytes), "not_in_table"],
-        "status": "ok",
-        "model": "cnn",
-        "memory.optimizer_state_bytes": [CNN_STATE["adamw"]] * 2 + list(adafactor_bytes) + [1],
-    })
+    return pd.DataFrame(
+        {
+            "variant": ["adamw", "adamw", *["adafactor"] * len(adafactor_bytes), "not_in_table"],
+            "status": "ok",
+            "model": "cnn",
+            "memory.optimizer_state_bytes": [CNN_STATE["adamw"]] * 2 + list(adafactor_bytes) + [1],
+        }
+    )
 
 
 def test_adafactor_on_transformer_base_is_its_factored_formula(table):
     spec = REGISTRY["transformer_base"]
-    model = build_model("transformer_base", num_classes=spec.num_classes, input_shape=spec.input_shape,
-                        device="meta")
+    model = build_model("transformer_base", num_classes=spec.num_classes, input_shape=spec.input_shape, device="meta")
     expected = factored_bytes(model)
     adafactor = table.loc["adafactor"]
     assert adafactor["Transformer-base bytes"] == expected == 998_400
@@ -81,8 +81,13 @@ def test_labels_default_to_the_variant_name(table):
 def test_measured_bytes_sit_next_to_the_prediction():
     runs = synthetic_runs(adafactor_bytes=(7000, 7000))  # a measurement that disagrees with the prediction
     table = memory_table(VARIANTS, runs, models=CNN).set_index("variant")
-    assert list(table.columns) == ["label", "MNIST-1D CNN bytes", "MNIST-1D CNN ratio to Adam",
-                                   "MNIST-1D CNN measured bytes", "MNIST-1D CNN measured == predicted"]
+    assert list(table.columns) == [
+        "label",
+        "MNIST-1D CNN bytes",
+        "MNIST-1D CNN ratio to Adam",
+        "MNIST-1D CNN measured bytes",
+        "MNIST-1D CNN measured == predicted",
+    ]
     measured, agrees = table["MNIST-1D CNN measured bytes"], table["MNIST-1D CNN measured == predicted"]
     assert measured["adamw"] == table.loc["adamw", "MNIST-1D CNN bytes"] == CNN_STATE["adamw"]
     assert agrees["adamw"] and not agrees["adafactor"] and measured["adafactor"] == 7000
@@ -98,8 +103,13 @@ def test_the_table_has_the_trained_models_then_the_papers():
 @pytest.mark.parametrize("name", [name for name, model in REGISTRY.items() if model.dataset])
 def test_every_trainable_model_has_its_measured_column(name):
     predicted = memory_table({"adamw": VARIANTS["adamw"]}, None, memory_models([name])).set_index("variant")
-    runs = pd.DataFrame({"variant": ["adamw"], "model": [name],
-                         "memory.optimizer_state_bytes": [predicted.loc["adamw", f"{REGISTRY[name].label} bytes"]]})
+    runs = pd.DataFrame(
+        {
+            "variant": ["adamw"],
+            "model": [name],
+            "memory.optimizer_state_bytes": [predicted.loc["adamw", f"{REGISTRY[name].label} bytes"]],
+        }
+    )
     table = memory_table({"adamw": VARIANTS["adamw"]}, runs, memory_models([name])).set_index("variant")
     assert table.loc["adamw", f"{REGISTRY[name].label} measured == predicted"]
 
@@ -109,11 +119,14 @@ def test_runs_of_one_variant_that_measured_different_bytes_are_refused():
         memory_table(VARIANTS, synthetic_runs(adafactor_bytes=(7080, 7000)), models=CNN)
 
 
-@pytest.mark.parametrize("runs,kwargs,message", [
-    (synthetic_runs().drop(columns="model"), {}, r"runs lack columns: \['model'\]"),
-    (synthetic_runs().assign(model="mlp"), {}, r"model 'mlp' is not among the table's models: cnn"),
-    (None, {"models": {}}, "models: none given"),
-])
+@pytest.mark.parametrize(
+    "runs,kwargs,message",
+    [
+        (synthetic_runs().drop(columns="model"), {}, r"runs lack columns: \['model'\]"),
+        (synthetic_runs().assign(model="mlp"), {}, r"model 'mlp' is not among the table's models: cnn"),
+        (None, {"models": {}}, "models: none given"),
+    ],
+)
 def test_bad_input_is_named(runs, kwargs, message):
     with pytest.raises(ValueError, match=message):
         memory_table(VARIANTS, runs, **{"models": CNN, **kwargs})
@@ -143,9 +156,13 @@ def test_csv_keeps_exact_bytes_and_markdown_is_human(tmp_path):
     table = memory_table(VARIANTS, synthetic_runs(), models=CNN)
     csv, md = tmp_path / "tables" / "memory.csv", tmp_path / "tables" / "memory.md"
     write_memory_tables(table, csv, md)
-    pd.testing.assert_frame_equal(pd.read_csv(csv, dtype={"MNIST-1D CNN measured bytes": "Int64",
-                                                          "MNIST-1D CNN measured == predicted": "boolean"}),
-                                  table, check_dtype=False)
+    pd.testing.assert_frame_equal(
+        pd.read_csv(
+            csv, dtype={"MNIST-1D CNN measured bytes": "Int64", "MNIST-1D CNN measured == predicted": "boolean"}
+        ),
+        table,
+        check_dtype=False,
+    )
     lines = md.read_text().splitlines()
     assert len(lines) == 2 + len(table) and lines[1] == "| --- | --- | ---: | ---: | ---: | --- |"
     assert lines[3] == "| adamw | AdamW | 40.70 KiB | 1.00 | 40.70 KiB | True |"
@@ -154,8 +171,9 @@ def test_csv_keeps_exact_bytes_and_markdown_is_human(tmp_path):
     assert markdown_table(table) == md.read_text()
 
 
-@pytest.mark.parametrize("n,text", [(0, "0 B"), (1023, "1023 B"), (1536, "1.50 KiB"), (3 * 2**20, "3.00 MiB"),
-                                    (5 * 2**40, "5120.00 GiB")])
+@pytest.mark.parametrize(
+    "n,text", [(0, "0 B"), (1023, "1023 B"), (1536, "1.50 KiB"), (3 * 2**20, "3.00 MiB"), (5 * 2**40, "5120.00 GiB")]
+)
 def test_format_bytes(n, text):
     assert format_bytes(n) == text
 

@@ -35,6 +35,7 @@ def assert_close_lists(a, b, **tol):
 
 # --- parity with torch.optim -------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("lr,wd", [(1e-2, 0.1), (3e-3, 0.0)])
 def test_torch_decay_matches_torch_adamw(lr, wd):
     ours, theirs = make_params(), make_params()
@@ -76,6 +77,7 @@ def test_float32_parity_with_torch_adamw():
 
 # --- every combination of switches against a per-tensor reference written from the spec -----
 
+
 def rms(x):
     return x.pow(2).mean().sqrt()
 
@@ -114,22 +116,36 @@ def reference_step(x, g, state, hp, t, eta):
     return x_prev - s - rate * x_prev
 
 
-SWITCHES = list(itertools.product(
-    ["decoupled", "torch", "l2"],      # weight_decay_mode
-    [False, True],                     # factored
-    ["gradient", "update"],            # momentum
-    [0.0, 0.9],                        # beta1
-    [None, 0.8],                       # beta2_decay
-    [None, 1.0],                       # clip_threshold
-    [False, True],                     # relative_step
-))
+SWITCHES = list(
+    itertools.product(
+        ["decoupled", "torch", "l2"],  # weight_decay_mode
+        [False, True],  # factored
+        ["gradient", "update"],  # momentum
+        [0.0, 0.9],  # beta1
+        [None, 0.8],  # beta2_decay
+        [None, 1.0],  # clip_threshold
+        [False, True],  # relative_step
+    )
+)
 
 
 @pytest.mark.parametrize("mode,factored,momentum,beta1,beta2_decay,clip,relative", SWITCHES)
 def test_every_combination_matches_reference(mode, factored, momentum, beta1, beta2_decay, clip, relative):
-    hp = dict(lr=0.05, weight_decay=0.1, weight_decay_mode=mode, beta1=beta1, beta2=0.99, beta2_decay=beta2_decay,
-              eps=1e-8, eps1=1e-30, eps2=1e-3, factored=factored, momentum=momentum, clip_threshold=clip,
-              relative_step=relative)
+    hp = dict(
+        lr=0.05,
+        weight_decay=0.1,
+        weight_decay_mode=mode,
+        beta1=beta1,
+        beta2=0.99,
+        beta2_decay=beta2_decay,
+        eps=1e-8,
+        eps1=1e-30,
+        eps2=1e-3,
+        factored=factored,
+        momentum=momentum,
+        clip_threshold=clip,
+        relative_step=relative,
+    )
     params = make_params()
     expected = [p.clone() for p in params]
     opt = AdaptiveOptimizer(params, **hp)
@@ -148,6 +164,7 @@ def test_every_combination_matches_reference(mode, factored, momentum, beta1, be
 
 
 # --- the papers' formulas, and known bugs of other implementations ------------------------------
+
 
 def factored_u(g, **kw):
     """The update U of one Adafactor step from X = 0 with lr 1 and an absolute step: X_1 = -U."""
@@ -290,13 +307,25 @@ def test_state_dict_round_trip_continues_identically():
 OPTIMIZERS = {
     "adamw": (AdamW, {}, {"exp_avg", "exp_avg_sq"}, {"exp_avg", "exp_avg_sq"}),
     "adam_l2": (AdamW, {"weight_decay_mode": "l2"}, {"exp_avg", "exp_avg_sq"}, {"exp_avg", "exp_avg_sq"}),
-    "adamw_factored": (AdamW, {"factored": True}, {"exp_avg", "exp_avg_sq"},
-                       {"exp_avg", "exp_avg_sq_row", "exp_avg_sq_col"}),
-    "adamw_factored_no_momentum": (AdamW, {"factored": True, "betas": (0.0, 0.999)}, {"exp_avg_sq"},
-                                   {"exp_avg_sq_row", "exp_avg_sq_col"}),
+    "adamw_factored": (
+        AdamW,
+        {"factored": True},
+        {"exp_avg", "exp_avg_sq"},
+        {"exp_avg", "exp_avg_sq_row", "exp_avg_sq_col"},
+    ),
+    "adamw_factored_no_momentum": (
+        AdamW,
+        {"factored": True, "betas": (0.0, 0.999)},
+        {"exp_avg_sq"},
+        {"exp_avg_sq_row", "exp_avg_sq_col"},
+    ),
     "adafactor": (Adafactor, {}, {"exp_avg_sq"}, {"exp_avg_sq_row", "exp_avg_sq_col"}),
-    "adafactor_momentum": (Adafactor, {"beta1": 0.9}, {"exp_avg_sq", "update_avg"},
-                           {"exp_avg_sq_row", "exp_avg_sq_col", "update_avg"}),
+    "adafactor_momentum": (
+        Adafactor,
+        {"beta1": 0.9},
+        {"exp_avg_sq", "update_avg"},
+        {"exp_avg_sq_row", "exp_avg_sq_col", "update_avg"},
+    ),
 }
 
 
@@ -328,23 +357,27 @@ def test_factored_prediction_formula():
 
 # --- bad input -----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("kwargs,name", [
-    ({"lr": -1.0}, "lr"),
-    ({"weight_decay": -0.1}, "weight_decay"),
-    ({"betas": (1.0, 0.999)}, "beta1"),
-    ({"betas": (0.9, -0.1)}, "beta2"),
-    ({"weight_decay_mode": "l1"}, "weight_decay_mode"),
-    ({"momentum": "nesterov"}, "momentum"),
-    ({"clip_threshold": 0.0}, "clip_threshold"),
-    ({"beta2_decay": -0.8}, "beta2_decay"),
-    ({"eps": -1e-8}, "eps"),
-    ({"eps": float("inf")}, "eps"),
-    ({"eps1": float("nan")}, "eps1"),
-    ({"lr": float("inf")}, "lr"),
-    ({"clip_threshold": float("inf")}, "clip_threshold"),
-    ({"factored": 1}, "factored"),
-    ({"decay": "l2"}, "decay"),
-])
+
+@pytest.mark.parametrize(
+    "kwargs,name",
+    [
+        ({"lr": -1.0}, "lr"),
+        ({"weight_decay": -0.1}, "weight_decay"),
+        ({"betas": (1.0, 0.999)}, "beta1"),
+        ({"betas": (0.9, -0.1)}, "beta2"),
+        ({"weight_decay_mode": "l1"}, "weight_decay_mode"),
+        ({"momentum": "nesterov"}, "momentum"),
+        ({"clip_threshold": 0.0}, "clip_threshold"),
+        ({"beta2_decay": -0.8}, "beta2_decay"),
+        ({"eps": -1e-8}, "eps"),
+        ({"eps": float("inf")}, "eps"),
+        ({"eps1": float("nan")}, "eps1"),
+        ({"lr": float("inf")}, "lr"),
+        ({"clip_threshold": float("inf")}, "clip_threshold"),
+        ({"factored": 1}, "factored"),
+        ({"decay": "l2"}, "decay"),
+    ],
+)
 def test_bad_settings_name_the_argument(kwargs, name):
     with pytest.raises(ValueError, match=rf"^{name}:"):
         AdamW([torch.zeros(2)], **kwargs)

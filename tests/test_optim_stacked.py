@@ -2,10 +2,9 @@
 
 import pytest
 import torch
+from test_optim import SHAPES, make_params
 
 from optbench.optim import Adafactor, AdamW, predicted_state_bytes, state_bytes
-
-from test_optim import SHAPES, make_params
 
 K = 4
 LRS = [1e-3, 3e-3, 1e-2, 0.5]
@@ -17,10 +16,11 @@ VARIANTS = {
     "adam_l2": (AdamW, {"weight_decay_mode": "l2"}),
     "adafactor": (Adafactor, {}),
     "adafactor_momentum": (Adafactor, {"beta1": 0.9}),
-    "adamw_factored_clip_relative": (AdamW, {"factored": True, "clip_threshold": 1.0, "relative_step": True,
-                                             "betas": (0.0, 0.999)}),
-    "adamw_factored_momentum_clip_relative": (AdamW, {"factored": True, "clip_threshold": 1.0,
-                                                      "relative_step": True}),
+    "adamw_factored_clip_relative": (
+        AdamW,
+        {"factored": True, "clip_threshold": 1.0, "relative_step": True, "betas": (0.0, 0.999)},
+    ),
+    "adamw_factored_momentum_clip_relative": (AdamW, {"factored": True, "clip_threshold": 1.0, "relative_step": True}),
 }
 
 MULTIPLIERS = [1.0, 0.7, 0.2, 0.05, 1.0, 0.5]  # a schedule, set as torch's schedulers set it
@@ -46,8 +46,13 @@ def step_alone(cls, kw, k, dtype):
 def step_stacked(cls, kw, dtype):
     params = [p.unsqueeze(0).repeat(K, *(1,) * p.ndim) for p in make_params(dtype)]
     lr0 = torch.tensor(LRS, dtype=dtype)
-    group = {"params": params, "stacked": True, "lr": lr0.clone(), "weight_decay": torch.tensor(DECAYS, dtype=dtype),
-             "initial_lr": lr0}
+    group = {
+        "params": params,
+        "stacked": True,
+        "lr": lr0.clone(),
+        "weight_decay": torch.tensor(DECAYS, dtype=dtype),
+        "initial_lr": lr0,
+    }
     opt = cls([group], **kw)
     for t, m in enumerate(MULTIPLIERS):
         opt.param_groups[0]["lr"] = lr0 * m
@@ -84,8 +89,7 @@ def test_a_diverged_model_leaves_the_others_alone():
     params = [p.unsqueeze(0).repeat(K, *(1,) * p.ndim) for p in make_params(torch.float64)]
     opt = Adafactor([{"params": params, "stacked": True, "lr": torch.tensor(LRS, dtype=torch.float64)}], beta1=0.9)
     clean = [p.clone() for p in params]
-    clean_opt = Adafactor([{"params": clean, "stacked": True, "lr": torch.tensor(LRS, dtype=torch.float64)}],
-                          beta1=0.9)
+    clean_opt = Adafactor([{"params": clean, "stacked": True, "lr": torch.tensor(LRS, dtype=torch.float64)}], beta1=0.9)
     for t in range(3):
         grads = [torch.stack([gradients(t, k, torch.float64)[i] for k in range(K)]) for i in range(len(SHAPES))]
         for p, q, g in zip(params, clean, grads):
@@ -99,13 +103,16 @@ def test_a_diverged_model_leaves_the_others_alone():
         torch.testing.assert_close(p[[0, 2, 3]], q[[0, 2, 3]], rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("group,message", [
-    ({"lr": torch.tensor([1e-3, 1e-2])}, "lr: a tensor is allowed only in a stacked group"),
-    ({"stacked": True, "lr": torch.tensor([[1e-3]])}, "lr: a tensor is allowed only in a stacked group"),
-    ({"stacked": True, "weight_decay": torch.tensor([-1.0, 0.0, 0.0])}, "weight_decay: a tensor"),
-    ({"stacked": True, "lr": torch.tensor([1e-3, 1e-2])}, "params: a stacked group needs one leading model"),
-    ({"stacked": "yes"}, "stacked: must be True or False"),
-])
+@pytest.mark.parametrize(
+    "group,message",
+    [
+        ({"lr": torch.tensor([1e-3, 1e-2])}, "lr: a tensor is allowed only in a stacked group"),
+        ({"stacked": True, "lr": torch.tensor([[1e-3]])}, "lr: a tensor is allowed only in a stacked group"),
+        ({"stacked": True, "weight_decay": torch.tensor([-1.0, 0.0, 0.0])}, "weight_decay: a tensor"),
+        ({"stacked": True, "lr": torch.tensor([1e-3, 1e-2])}, "params: a stacked group needs one leading model"),
+        ({"stacked": "yes"}, "stacked: must be True or False"),
+    ],
+)
 def test_bad_stacked_groups_name_the_setting(group, message):
     params = [torch.zeros(3, 4, 5), torch.zeros(3, 5)]
     with pytest.raises(ValueError, match=message):

@@ -19,9 +19,7 @@ def run(spec, *, epochs, steps_per_epoch, n_steps=None):
     sched = build_schedule(opt, spec, epochs=epochs, steps_per_epoch=steps_per_epoch)
     mults, cycles = [], []
     for _ in range(epochs * steps_per_epoch + 1 if n_steps is None else n_steps + 1):
-        assert opt.param_groups[0]["lr"] == pytest.approx(
-            LR * sched.multiplier, rel=1e-12, abs=1e-15
-        )
+        assert opt.param_groups[0]["lr"] == pytest.approx(LR * sched.multiplier, rel=1e-12, abs=1e-15)
         mults.append(sched.multiplier)
         cycles.append(sched.cycle_epochs)
         opt.step()
@@ -53,9 +51,7 @@ def test_step_drops_at_milestone_batches_and_late_milestones_never_fire():
     mults, cycles = run(spec, epochs=10, steps_per_epoch=4)
     expected = [0.5 ** ((t >= 12) + (t >= 26)) for t in range(41)]
     assert mults == pytest.approx(expected, rel=1e-12)
-    assert (mults[11], mults[12], mults[25], mults[26], mults[-1]) == pytest.approx(
-        (1, 0.5, 0.5, 0.25, 0.25)
-    )
+    assert (mults[11], mults[12], mults[25], mults[26], mults[-1]) == pytest.approx((1, 0.5, 0.5, 0.25, 0.25))
     assert cycles == [10.0] * 41
 
 
@@ -66,17 +62,13 @@ def test_default_milestones_in_short_run_never_fire():
 
 def test_cosine_over_whole_run():
     mults, _ = run(ScheduleSpec(kind="cosine"), epochs=5, steps_per_epoch=8)
-    assert mults == pytest.approx(
-        [cosine(t, 40) for t in range(41)], rel=1e-9, abs=1e-12
-    )
+    assert mults == pytest.approx([cosine(t, 40) for t in range(41)], rel=1e-9, abs=1e-12)
     assert (mults[0], mults[20], mults[40]) == pytest.approx((1.0, 0.5, 0.0), abs=1e-12)
 
 
 def check_restarts(spec, *, epochs, steps_per_epoch, t_0, restart_epochs):
     mults, cycles = run(spec, epochs=epochs, steps_per_epoch=steps_per_epoch)
-    expected = [
-        sgdr(t, steps_per_epoch, t_0, Fraction(spec.t_mult)) for t in range(len(mults))
-    ]
+    expected = [sgdr(t, steps_per_epoch, t_0, Fraction(spec.t_mult)) for t in range(len(mults))]
     assert mults == pytest.approx([m for m, _ in expected], abs=1e-12)
     assert cycles == pytest.approx([c for _, c in expected])
     restarts = [round(e * steps_per_epoch) for e in restart_epochs]
@@ -85,28 +77,20 @@ def check_restarts(spec, *, epochs, steps_per_epoch, t_0, restart_epochs):
         assert mults[t] == 1.0
         assert cycles[t] == pytest.approx(cycles[t - 1] * spec.t_mult)
     if spec.t_mult > 1:  # T_i changes exactly at the restarts
-        assert [
-            t for t in range(1, len(cycles)) if cycles[t] != cycles[t - 1]
-        ] == restarts
+        assert [t for t in range(1, len(cycles)) if cycles[t] != cycles[t - 1]] == restarts
     return mults, cycles
 
 
 def test_warm_restarts_by_cycles_end_at_last_epoch():
-    spec = ScheduleSpec(
-        kind="warm_restarts", cycles=4, t_mult=2
-    )  # T_0 = 15 / (2^4 - 1) = 1
-    mults, cycles = check_restarts(
-        spec, epochs=15, steps_per_epoch=10, t_0=1, restart_epochs=[1, 3, 7, 15]
-    )
+    spec = ScheduleSpec(kind="warm_restarts", cycles=4, t_mult=2)  # T_0 = 15 / (2^4 - 1) = 1
+    mults, cycles = check_restarts(spec, epochs=15, steps_per_epoch=10, t_0=1, restart_epochs=[1, 3, 7, 15])
     assert cycles[0] == 1.0 and cycles[149] == 8.0
     assert mults[149] < 1e-3  # the last batch of the run ends the last cycle
 
 
 def test_warm_restarts_by_t_0():
     spec = ScheduleSpec(kind="warm_restarts", t_0=10, t_mult=2)
-    _, cycles = check_restarts(
-        spec, epochs=40, steps_per_epoch=2, t_0=10, restart_epochs=[10, 30]
-    )
+    _, cycles = check_restarts(spec, epochs=40, steps_per_epoch=2, t_0=10, restart_epochs=[10, 30])
     assert (cycles[0], cycles[20], cycles[60]) == (10.0, 20.0, 40.0)
 
 
@@ -126,9 +110,7 @@ def test_warm_restarts_fractional_t_0_lands_on_batches():
 def test_warm_restarts_t_mult_3_where_torch_log_rounds_down():
     # restarts at 1, 4, 13, 40, 121 epochs; math.log(243, 3) < 5 drops the last in torch.
     spec = ScheduleSpec(kind="warm_restarts", t_0=1, t_mult=3)
-    check_restarts(
-        spec, epochs=122, steps_per_epoch=4, t_0=1, restart_epochs=[1, 4, 13, 40, 121]
-    )
+    check_restarts(spec, epochs=122, steps_per_epoch=4, t_0=1, restart_epochs=[1, 4, 13, 40, 121])
 
 
 def test_warm_restarts_t_mult_1_and_fractional_t_0():
@@ -170,9 +152,7 @@ def test_warmup_scales_main_schedule_on_the_same_clock(kwargs, main):
 def test_spec_round_trips_through_json():
     spec = ScheduleSpec(kind="warm_restarts", cycles=3, t_mult=1, warmup_epochs=0.5)
     assert ScheduleSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
-    assert ScheduleSpec.from_dict(
-        {"kind": "step", "milestones": [1, 2]}
-    ).milestones == (1.0, 2.0)
+    assert ScheduleSpec.from_dict({"kind": "step", "milestones": [1, 2]}).milestones == (1.0, 2.0)
 
 
 @pytest.mark.parametrize(
@@ -218,19 +198,13 @@ def test_bad_run_length_names_field(kwargs, field):
 
 
 def test_every_group_follows_its_initial_lr_even_zero():
-    groups = [
-        {"params": [torch.nn.Parameter(torch.zeros(1))], "lr": lr} for lr in (0.0, 0.3)
-    ]
+    groups = [{"params": [torch.nn.Parameter(torch.zeros(1))], "lr": lr} for lr in (0.0, 0.3)]
     opt = torch.optim.SGD(groups, lr=LR)
-    sched = build_schedule(
-        opt, ScheduleSpec(kind="cosine", warmup_epochs=1), epochs=2, steps_per_epoch=2
-    )
+    sched = build_schedule(opt, ScheduleSpec(kind="cosine", warmup_epochs=1), epochs=2, steps_per_epoch=2)
     for t in range(5):
         eta = min(1, (t + 1) / 2) * cosine(t, 4)
         assert sched.multiplier == pytest.approx(eta, abs=1e-12)
-        assert [g["lr"] for g in opt.param_groups] == pytest.approx(
-            [0.0, 0.3 * eta], abs=1e-12
-        )
+        assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.0, 0.3 * eta], abs=1e-12)
         assert [g["initial_lr"] for g in opt.param_groups] == [0.0, 0.3]
         # eta_t is handed to the optimizer, defined even where lr_0 = 0
         assert [g["schedule_multiplier"] for g in opt.param_groups] == pytest.approx([eta, eta], abs=1e-12)
@@ -240,7 +214,8 @@ def test_every_group_follows_its_initial_lr_even_zero():
 
 def test_normalized_weight_decay():
     assert normalized_weight_decay(0.05, batch_size=128, n_train=50000, epochs=100) == pytest.approx(
-        0.05 * math.sqrt(128 / (50000 * 100)))
+        0.05 * math.sqrt(128 / (50000 * 100))
+    )
     with pytest.raises(ValueError, match="epochs"):
         normalized_weight_decay(0.05, batch_size=128, n_train=50000, epochs=0)
 
@@ -250,8 +225,13 @@ def test_schedule_sets_lambda_per_restart_cycle_and_eta_per_model():
     lr0, lambda_norm = torch.tensor([0.1, 0.3]), torch.tensor([0.05, 0.5])
     x = torch.zeros(2, 3)
     opt = AdamW([{"params": [x], "stacked": True, "lr": lr0, "weight_decay": lambda_norm}])
-    sched = build_schedule(opt, ScheduleSpec(kind="warm_restarts", cycles=2, t_mult=2), epochs=3,
-                           steps_per_epoch=2, normalized_weight_decay=(10, 40))
+    sched = build_schedule(
+        opt,
+        ScheduleSpec(kind="warm_restarts", cycles=2, t_mult=2),
+        epochs=3,
+        steps_per_epoch=2,
+        normalized_weight_decay=(10, 40),
+    )
     group = opt.param_groups[0]
     for t in range(6):
         t_i = 1.0 if t < 2 else 2.0

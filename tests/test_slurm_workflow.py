@@ -59,7 +59,9 @@ def smoke_settings() -> dict:
     return yaml.safe_load((ROOT / "config.yaml").read_text())["presets"]["smoke"]
 
 
-def snakemake(workdir: Path, args: list[str], env: dict[str, str], timeout: float = SNAKEMAKE_TIMEOUT_S) -> tuple[int, str]:
+def snakemake(
+    workdir: Path, args: list[str], env: dict[str, str], timeout: float = SNAKEMAKE_TIMEOUT_S
+) -> tuple[int, str]:
     """Run snakemake in workdir (own process group, bounded); return (exit code, stdout+stderr)."""
     env = dict(env)
     # the jobs' shell commands call `python`: make it this interpreter's (venv) python,
@@ -174,7 +176,7 @@ def test_smoke_preset_trains_through_slurm(slurm_cluster, tmp_path):
     # the plugin's SLURM logs: .snakemake/slurm_logs/rule_train/<variant>_<shard>/<slurm id>.log, nothing else
     log_dir = workdir / ".snakemake" / "slurm_logs"
     expected_logs = set()
-    for jobid, slurm_id, log in submitted:
+    for _jobid, slurm_id, log in submitted:
         assert log.parent.parent == log_dir / "rule_train" and log.name == f"{slurm_id}.log", log
         text = log.read_text(errors="replace")
         variant, shard = re.fullmatch(r"(\w+)_(shard\d{3})", log.parent.name).groups()
@@ -199,7 +201,9 @@ def test_smoke_preset_trains_through_slurm(slurm_cluster, tmp_path):
     results = workdir / "results" / "smoke"
     shard_dirs = sorted((results / "runs").glob("*/shard*"))
     assert len(shard_dirs) == n_shards
-    assert {f"rule_train_wildcards_{d.parent.name}_{d.name}" for d in shard_dirs} == {j["comment"] for j in jobs.values()}
+    assert {f"rule_train_wildcards_{d.parent.name}_{d.name}" for d in shard_dirs} == {
+        j["comment"] for j in jobs.values()
+    }
     assert all(len(list(d.glob("*.json"))) == smoke["runs_per_job"] for d in shard_dirs)
     records = sorted((results / "runs").glob("*/shard*/*.json"))
     assert len(records) == len(smoke["variants"]) * 4 == 16

@@ -13,9 +13,9 @@ from test_trainer import data_dir, spec_dict  # noqa: F401  (data_dir is a fixtu
 from optbench.models import build_model
 from optbench.optim import AdamW
 from optbench.records import validate_record
+from optbench.shard import stack_key, train_many
 from optbench.spec import RunSpec
 from optbench.stacking import StackedModels, can_stack
-from optbench.shard import stack_key, train_many
 from optbench.trainer import train, train_together
 
 CELLS = [(2**-9, 2**-12), (2**-8, 2**-10), (2**-7, 2**-8), (2**-6, 2**-6), (2**-5, 2**-4), (2**-4, 2**-9)]
@@ -35,9 +35,20 @@ EPOCHS = {"float64": 1, "float32": 2}  # float64 convolutions on CPU are slow (n
 
 
 def shard(directory, optimizer, dtype, cells=CELLS, **overrides):
-    return [RunSpec.from_dict(spec_dict(directory, optimizer=optimizer, lr=lr, weight_decay=wd, dtype=dtype,
-                                        dataset_options={"num_samples": 1000}, **overrides))
-            for lr, wd in cells]
+    return [
+        RunSpec.from_dict(
+            spec_dict(
+                directory,
+                optimizer=optimizer,
+                lr=lr,
+                weight_decay=wd,
+                dtype=dtype,
+                dataset_options={"num_samples": 1000},
+                **overrides,
+            )
+        )
+        for lr, wd in cells
+    ]
 
 
 def assert_same_records(stacked, alone, dtype):
@@ -96,17 +107,22 @@ def test_train_many_stacks_what_it_can_and_writes_every_record(tmp_path, data_di
     assert [json.loads(o.read_text())["timing"]["stacked_models"] for o in outs] == [1, 2, 2, 2, 2]
 
 
-@pytest.mark.parametrize("model,stacks", [
-    (build_model("cnn", num_classes=10, input_shape=(1, 40)), True),
-    (build_model("cnn_bn", num_classes=10, input_shape=(1, 40)), True),
-    (build_model("mlp", num_classes=10, input_shape=(1, 40)), True),
-    (build_model("resnet_small", num_classes=10, input_shape=(3, 32, 32)), False),  # Conv2d, BatchNorm2d
-    (torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3, momentum=None), torch.nn.Linear(3, 2)),
-     False),  # BatchNorm's cumulative average counts batches per model
-    (torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Tanh(), torch.nn.Linear(3, 2)), False),
-    (torch.nn.Sequential(torch.nn.Conv1d(1, 2, 3, dilation=2), torch.nn.Flatten(), torch.nn.Linear(4, 2)), False),
-    (torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU()), False),  # does not end in Linear
-])
+@pytest.mark.parametrize(
+    "model,stacks",
+    [
+        (build_model("cnn", num_classes=10, input_shape=(1, 40)), True),
+        (build_model("cnn_bn", num_classes=10, input_shape=(1, 40)), True),
+        (build_model("mlp", num_classes=10, input_shape=(1, 40)), True),
+        (build_model("resnet_small", num_classes=10, input_shape=(3, 32, 32)), False),  # Conv2d, BatchNorm2d
+        (
+            torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3, momentum=None), torch.nn.Linear(3, 2)),
+            False,
+        ),  # BatchNorm's cumulative average counts batches per model
+        (torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Tanh(), torch.nn.Linear(3, 2)), False),
+        (torch.nn.Sequential(torch.nn.Conv1d(1, 2, 3, dilation=2), torch.nn.Flatten(), torch.nn.Linear(4, 2)), False),
+        (torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU()), False),  # does not end in Linear
+    ],
+)
 def test_which_models_can_stack(model, stacks):
     assert can_stack(model) is stacks
     if not stacks:

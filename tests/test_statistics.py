@@ -298,9 +298,7 @@ def test_improvement_reselects_the_best_cell_in_each_resample():
 
 
 def test_improvement_with_one_seed_has_no_interval():
-    runs = pd.concat(
-        [surface_runs("a", separable, seeds=(0,)), surface_runs("b", separable, seeds=(0,), scale=0.85)]
-    )
+    runs = pd.concat([surface_runs("a", separable, seeds=(0,)), surface_runs("b", separable, seeds=(0,), scale=0.85)])
     imp = improvement(runs, "a", "b")
     assert imp.relative == pytest.approx(0.15)
     assert math.isnan(imp.relative_ci_low) and math.isnan(imp.difference_pp_ci_high)

@@ -26,8 +26,11 @@ def schema_of(switch):
     if switch.type is bool:
         return {"type": "boolean"}
     schema = {"type": ["number", "null"] if switch.nullable else "number"}
-    for key, bound in (("minimum", switch.minimum), ("exclusiveMinimum", switch.exclusive_minimum),
-                       ("exclusiveMaximum", switch.exclusive_maximum)):
+    for key, bound in (
+        ("minimum", switch.minimum),
+        ("exclusiveMinimum", switch.exclusive_minimum),
+        ("exclusiveMaximum", switch.exclusive_maximum),
+    ):
         if bound is not None:
             schema[key] = bound
     return schema
@@ -75,11 +78,25 @@ def test_make_optimizer_fills_the_base_defaults(base):
     assert {k: group[k] for k in SWITCHES} == {**defaults(base), "beta1": 0.5}
 
 
-@pytest.mark.parametrize("name,value", [
-    ("beta1", 1.0), ("beta2", -0.1), ("beta2_decay", 0.0), ("eps", -1.0), ("eps", math.inf), ("eps1", math.nan),
-    ("eps2", "small"), ("clip_threshold", math.inf), ("clip_threshold", 0), ("weight_decay_mode", "l1"),
-    ("momentum", "nesterov"), ("factored", 1), ("relative_step", None), ("beta1", True),
-])
+@pytest.mark.parametrize(
+    "name,value",
+    [
+        ("beta1", 1.0),
+        ("beta2", -0.1),
+        ("beta2_decay", 0.0),
+        ("eps", -1.0),
+        ("eps", math.inf),
+        ("eps1", math.nan),
+        ("eps2", "small"),
+        ("clip_threshold", math.inf),
+        ("clip_threshold", 0),
+        ("weight_decay_mode", "l1"),
+        ("momentum", "nesterov"),
+        ("factored", 1),
+        ("relative_step", None),
+        ("beta1", True),
+    ],
+)
 def test_bad_values_name_the_switch_everywhere(name, value):
     with pytest.raises(ValueError, match=rf"^{name}: must be "):
         SWITCHES[name].check(value)
@@ -118,5 +135,5 @@ def test_the_config_check_imports_no_torch():
 
 def test_docs_list_every_switch_in_table_order():
     lines = (ROOT / "docs/optimizer.md").read_text().split("| switch | values |", 1)[1].splitlines()[2:]
-    rows = [line.split("|")[1].strip().strip("`") for line in lines[:lines.index("")]]
+    rows = [line.split("|")[1].strip().strip("`") for line in lines[: lines.index("")]]
     assert rows == list(SWITCHES)

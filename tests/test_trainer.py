@@ -48,8 +48,12 @@ def test_cli_run_writes_a_valid_record(tmp_path, data_dir):
     spec = tmp_path / "spec.json"
     spec.write_text(json.dumps(spec_dict(data_dir)))
     out = tmp_path / "runs" / "run.json"
-    result = subprocess.run([sys.executable, "-m", "optbench", "train", "--spec", str(spec), "--out", str(out)],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "optbench", "train", "--spec", str(spec), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     record = read_record(out)
     assert record["status"] == "ok"
@@ -74,14 +78,19 @@ def test_different_cells_share_initialization_and_data_order(data_dir):
     # two cells see the same losses only if they start from the same point and batches
     adamw_torch = {"base": "AdamW", "weight_decay_mode": "torch"}
     a = train(RunSpec.from_dict(spec_dict(data_dir, lr=0.0, epochs=1, optimizer=adamw_torch)), quiet=True)
-    b = train(RunSpec.from_dict(spec_dict(data_dir, lr=0.0, weight_decay=0.5, epochs=1, optimizer=adamw_torch)),
-              quiet=True)
+    b = train(
+        RunSpec.from_dict(spec_dict(data_dir, lr=0.0, weight_decay=0.5, epochs=1, optimizer=adamw_torch)), quiet=True
+    )
     assert a["history"][0]["train_loss"] == b["history"][0]["train_loss"]
 
 
 def test_absurd_lr_diverges_to_chance_level(data_dir):
-    record = train(RunSpec.from_dict(spec_dict(data_dir, lr=1e6, epochs=3, optimizer={"base": "AdamW"},
-                                               schedule={"kind": "fixed"})), quiet=True)
+    record = train(
+        RunSpec.from_dict(
+            spec_dict(data_dir, lr=1e6, epochs=3, optimizer={"base": "AdamW"}, schedule={"kind": "fixed"})
+        ),
+        quiet=True,
+    )
     validate_record(record)
     assert record["status"] == "diverged"
     assert record["final_test_error"] == record["best_test_error"] == pytest.approx(0.9)
@@ -89,9 +98,18 @@ def test_absurd_lr_diverges_to_chance_level(data_dir):
 
 
 def test_normalized_weight_decay_follows_the_restart_cycle(data_dir):
-    record = train(RunSpec.from_dict(spec_dict(
-        data_dir, epochs=3, normalized_weight_decay=True, weight_decay=0.05,
-        schedule={"kind": "warm_restarts", "cycles": 2, "t_mult": 2})), quiet=True)
+    record = train(
+        RunSpec.from_dict(
+            spec_dict(
+                data_dir,
+                epochs=3,
+                normalized_weight_decay=True,
+                weight_decay=0.05,
+                schedule={"kind": "warm_restarts", "cycles": 2, "t_mult": 2},
+            )
+        ),
+        quiet=True,
+    )
     # cycles of 1 and 2 epochs: lambda = 0.05 sqrt(b / (B T_i))
     b, B = 100, 4000
     decays = [h["weight_decay"] for h in record["history"]]
@@ -100,14 +118,17 @@ def test_normalized_weight_decay_follows_the_restart_cycle(data_dir):
     assert decays[2] == pytest.approx(0.05 * math.sqrt(b / (B * 2)))
 
 
-@pytest.mark.parametrize("field,value", [
-    ("dataset", "imagenet"),
-    ("model", "vgg"),
-    ("epochs", -1),
-    ("batch_size", 0),
-    ("lr", -0.1),
-    ("colour", "red"),
-])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("dataset", "imagenet"),
+        ("model", "vgg"),
+        ("epochs", -1),
+        ("batch_size", 0),
+        ("lr", -0.1),
+        ("colour", "red"),
+    ],
+)
 def test_bad_spec_names_the_field(field, value, data_dir):
     with pytest.raises(ValueError, match=rf"^{field}:"):
         RunSpec.from_dict(spec_dict(data_dir, **{field: value}))
@@ -124,8 +145,12 @@ def test_cli_reports_bad_spec_without_writing(tmp_path, data_dir):
     spec = tmp_path / "spec.json"
     spec.write_text(json.dumps([spec_dict(data_dir), spec_dict(data_dir, epochs=-3)]))
     outs = [tmp_path / "a.json", tmp_path / "b.json"]
-    result = subprocess.run([sys.executable, "-m", "optbench", "train", "--spec", str(spec), "--out", *map(str, outs)],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "optbench", "train", "--spec", str(spec), "--out", *map(str, outs)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2
     assert "run spec 1: epochs:" in result.stderr
     assert not any(p.exists() for p in outs)
@@ -135,8 +160,11 @@ def test_killed_run_leaves_no_record(tmp_path, data_dir):
     spec = tmp_path / "spec.json"
     spec.write_text(json.dumps(spec_dict(data_dir, epochs=200)))
     out = tmp_path / "out" / "run.json"
-    proc = subprocess.Popen([sys.executable, "-m", "optbench", "train", "--spec", str(spec), "--out", str(out)],
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "optbench", "train", "--spec", str(spec), "--out", str(out)],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 120
         while "epoch 1/200" not in proc.stderr.readline():

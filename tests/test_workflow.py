@@ -1,4 +1,4 @@
-"""The Snakemake workflow through the `snakemake` command: smoke preset end to end, figures only, lint, config errors."""
+"""The Snakemake workflow through the `snakemake` command: smoke preset end to end, figures only, lint, bad config."""
 
 import os
 import random
@@ -120,15 +120,24 @@ def test_paper_preset_dag_builds():
     assert f"train {len(variants) * 132}" in " ".join(result.stdout.split())
 
 
-@pytest.mark.parametrize("override,message", [
-    ({"preset": "nope"}, "preset: unknown preset 'nope'"),
-    ({"presets": {"quick": {"epochs": 0}}}, "epochs"),
-    ({"variants": {"adamw_fixed": {"optimizer": {"base": "AdamW", "weight_decay_mode": "l1"}}}}, "weight_decay_mode"),
-    ({"variants": {"adamw_fixed": {"optimizer": {"base": "AdamW", "nesterov": True}}}}, "nesterov"),
-    ({"variants": {"adamw_fixed": {"optimizer": {"base": "AdamW", "decay": "l2"}}}}, "renamed to weight_decay_mode"),
-    ({"variants": {"adamw_fixed": {"grid": "huge"}}}, "variants.adamw_fixed.grid: 'huge'"),
-    ({"presets": {"quick": {"grids": {"raw": {"lr": {"log2": [-3]}}}}}}, "log2"),
-])
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ({"preset": "nope"}, "preset: unknown preset 'nope'"),
+        ({"presets": {"quick": {"epochs": 0}}}, "epochs"),
+        (
+            {"variants": {"adamw_fixed": {"optimizer": {"base": "AdamW", "weight_decay_mode": "l1"}}}},
+            "weight_decay_mode",
+        ),
+        ({"variants": {"adamw_fixed": {"optimizer": {"base": "AdamW", "nesterov": True}}}}, "nesterov"),
+        (
+            {"variants": {"adamw_fixed": {"optimizer": {"base": "AdamW", "decay": "l2"}}}},
+            "renamed to weight_decay_mode",
+        ),
+        ({"variants": {"adamw_fixed": {"grid": "huge"}}}, "variants.adamw_fixed.grid: 'huge'"),
+        ({"presets": {"quick": {"grids": {"raw": {"lr": {"log2": [-3]}}}}}}, "log2"),
+    ],
+)
 def test_bad_config_stops_before_any_job(tmp_path, override, message):
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
     merge(config, override)
@@ -154,8 +163,11 @@ def test_config_matches_the_variant_table():
     plain = [v for v in variants.values() if v["optimizer"] == {"base": "AdamW"}]
     adamw = [v for v in plain if not v.get("normalized_weight_decay")]
     normalized = [v for v in plain if v.get("normalized_weight_decay")]
-    assert sorted(v["schedule"] for v in adamw) == sorted(v["schedule"] for v in normalized) == [
-        "cosine", "fixed", "restarts", "step"]
+    assert (
+        sorted(v["schedule"] for v in adamw)
+        == sorted(v["schedule"] for v in normalized)
+        == ["cosine", "fixed", "restarts", "step"]
+    )
     grids = config["presets"]["quick"]["grids"]
     for grid in grids.values():
         (lo, hi), (wlo, whi) = grid["lr"]["log2"], grid["weight_decay"]["log2"]

@@ -1,10 +1,10 @@
 """Command line of optbench; the workflow's rules call these subcommands.
 
-    python -m optbench train --spec spec.json --out run.json
-    python -m optbench train --spec-json '[{...}, {...}]' --out-dir results/quick/runs/adamw_cosine/shard000
-    python -m optbench prepare-data --dataset mnist1d --data-dir data --out data.json
-    python -m optbench aggregate --records DIR_OR_JSON... --out runs.csv
-    python -m optbench outputs --runs runs.csv --config-json '{...}' --results results/quick
+python -m optbench train --spec spec.json --out run.json
+python -m optbench train --spec-json '[{...}, {...}]' --out-dir results/quick/runs/adamw_cosine/shard000
+python -m optbench prepare-data --dataset mnist1d --data-dir data --out data.json
+python -m optbench aggregate --records DIR_OR_JSON... --out runs.csv
+python -m optbench outputs --runs runs.csv --config-json '{...}' --results results/quick
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ def _reuse_freed_memory() -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from .spec import RunSpec
     from .shard import train_many
+    from .spec import RunSpec
 
     source = args.spec or "--spec-json"
     loaded = json.loads(Path(args.spec).read_text() if args.spec else args.spec_json)
@@ -63,8 +63,15 @@ def _prepare_data(args: argparse.Namespace) -> None:
 
     options = json.loads(args.options)
     data = load_data(args.dataset, data_dir=args.data_dir, batch_size=1, seed=0, options=options)
-    summary = {"dataset": args.dataset, "data_dir": args.data_dir, "options": options, "n_train": data.n_train,
-               "n_test": data.n_test, "num_classes": data.num_classes, "input_shape": list(data.input_shape)}
+    summary = {
+        "dataset": args.dataset,
+        "data_dir": args.data_dir,
+        "options": options,
+        "n_train": data.n_train,
+        "n_test": data.n_test,
+        "num_classes": data.num_classes,
+        "input_shape": list(data.input_shape),
+    }
     atomic_write_text(args.out, json.dumps(summary, indent=1) + "\n")
 
 
@@ -85,8 +92,9 @@ def _outputs(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="optbench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="optbench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -98,8 +106,12 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--out", nargs="+", help="record path(s), one per spec, in order")
     out.add_argument("--out-dir", help="directory for the records, named <run_id>.json")
     p.add_argument("--quiet", action="store_true", help="one line per run instead of one per epoch")
-    p.add_argument("--stack", action="store_true",
-                   help="train specs that differ only in lr and weight decay as stacked models (at most optbench.shard.MAX_STACK per stack)")
+    p.add_argument(
+        "--stack",
+        action="store_true",
+        help="train specs that differ only in lr and weight decay as stacked models "
+        "(at most optbench.shard.MAX_STACK per stack)",
+    )
     p.set_defaults(func=_train)
 
     p = sub.add_parser("prepare-data", help="generate or check a dataset once, before the training jobs")

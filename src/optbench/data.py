@@ -16,10 +16,11 @@ from __future__ import annotations
 import contextlib
 import random
 import threading
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -83,8 +84,7 @@ def load_data(
     unknown = sorted(set(options or {}) - set(DATASET_OPTIONS[name]))
     if unknown:
         raise ValueError(
-            f"unknown option(s) {', '.join(unknown)} for dataset {name!r}; "
-            f"allowed: {', '.join(DATASET_OPTIONS[name])}"
+            f"unknown option(s) {', '.join(unknown)} for dataset {name!r}; allowed: {', '.join(DATASET_OPTIONS[name])}"
         )
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")

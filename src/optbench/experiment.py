@@ -47,8 +47,10 @@ class Experiment:
             "weight_decay": weight_decay,
             "seed": seed,
             "preset": self.preset,
-            **{k: s[k] for k in ("dataset", "model", "epochs", "batch_size", "device", "bf16", "data_dir",
-                                 "dataset_options")},
+            **{
+                k: s[k]
+                for k in ("dataset", "model", "epochs", "batch_size", "device", "bf16", "data_dir", "dataset_options")
+            },
         }
 
     def shards(self, variant: str) -> list[list[dict[str, Any]]]:
@@ -61,11 +63,12 @@ class Experiment:
         shards = {}
         for variant in self.variants:
             runs = self.runs(variant)
-            shards[variant] = [runs[i:i + n] for i in range(0, len(runs), n)]
+            shards[variant] = [runs[i : i + n] for i in range(0, len(runs), n)]
         return shards
 
     def outputs(self, results: str) -> dict[str, Any]:
         """Tables and figures made from ``runs.csv`` alone, under the ``results`` directory."""
+
         def figure(name: str) -> list[str]:
             return [f"{results}/figures/{name}.{ext}" for ext in ("png", "pdf")]
 
@@ -97,13 +100,17 @@ def load_experiment(config: dict[str, Any]) -> Experiment:
     variants = {}
     for v in chosen:
         if v not in config["variants"]:
-            raise ValueError(f"presets.{name}.variants: unknown variant {v!r}; allowed: {', '.join(config['variants'])}")
+            raise ValueError(
+                f"presets.{name}.variants: unknown variant {v!r}; allowed: {', '.join(config['variants'])}"
+            )
         row = config["variants"][v]
         check_renamed(row["optimizer"], f"variants.{v}.optimizer")
         for key, table in (("grid", "grids"), ("schedule", "schedules")):
             if row[key] not in settings[table]:
-                raise ValueError(f"variants.{v}.{key}: {row[key]!r} is not among presets.{name}.{table}: "
-                                 f"{', '.join(settings[table])}")
+                raise ValueError(
+                    f"variants.{v}.{key}: {row[key]!r} is not among presets.{name}.{table}: "
+                    f"{', '.join(settings[table])}"
+                )
         variants[v] = row
     figures = {}
     for fig, spec in config["figures"].items():

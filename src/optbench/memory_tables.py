@@ -48,11 +48,13 @@ def _optimizer_spec(name: str, description: dict) -> OptimizerSpec:
 
 def _predicted(specs: dict[str, OptimizerSpec], name: str, model: ModelEntry) -> pd.Series:
     """Parameter bytes, then each variant's predicted state bytes, of one model built on ``meta``."""
-    params = list(build_model(name, num_classes=model.num_classes, input_shape=model.input_shape,
-                              device="meta").parameters())
+    params = list(
+        build_model(name, num_classes=model.num_classes, input_shape=model.input_shape, device="meta").parameters()
+    )
     state = {
-        variant: predicted_state_bytes(make_optimizer(spec.base, params, lr=0.0, weight_decay=0.0,
-                                                      switches=spec.switches))
+        variant: predicted_state_bytes(
+            make_optimizer(spec.base, params, lr=0.0, weight_decay=0.0, switches=spec.switches)
+        )
         for variant, spec in specs.items()
     }
     return pd.Series({PARAMETERS: sum(p.numel() * p.element_size() for p in params), **state})
@@ -72,8 +74,10 @@ def _measured(runs: pd.DataFrame, variants: list[str], models: Mapping[str, Mode
     differing = values[values.map(len) > 1]
     if len(differing):
         (variant, model), found = next(iter(differing.items()))
-        raise ValueError(f"variant {variant!r}: its runs on {model!r} measured different optimizer state bytes: "
-                         f"{sorted(found.tolist())}")
+        raise ValueError(
+            f"variant {variant!r}: its runs on {model!r} measured different optimizer state bytes: "
+            f"{sorted(found.tolist())}"
+        )
     return grouped.first().unstack("model").astype("Int64")
 
 

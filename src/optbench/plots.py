@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -30,8 +31,7 @@ DPI = 200
 def save_figure(fig: Figure, out_paths: Sequence[str | os.PathLike]) -> None:
     """Write ``fig`` to every path, each atomically, in the format named by its suffix."""
     for path in out_paths:
-        fmt = Path(path).suffix.removeprefix(".")
-        atomic_write(path, lambda tmp: fig.savefig(tmp, format=fmt, dpi=DPI))
+        atomic_write(path, partial(fig.savefig, format=Path(path).suffix.removeprefix("."), dpi=DPI))
 
 
 def _check_variants(runs: pd.DataFrame, variants: list[str]) -> None:

@@ -81,8 +81,16 @@ def read_record(path: str | Path) -> dict:
     return record
 
 
-def make_record(spec: RunSpec, status: str, history: list[dict], chance: float, *, weight_decay_applied: float,
-                steps_per_epoch: int, shared: dict) -> dict:
+def make_record(
+    spec: RunSpec,
+    status: str,
+    history: list[dict],
+    chance: float,
+    *,
+    weight_decay_applied: float,
+    steps_per_epoch: int,
+    shared: dict,
+) -> dict:
     """One run's record, from its spec, status (``"ok"`` or ``"diverged"``) and history (one entry per epoch).
 
     ``chance``: the final and best test error of a diverged run. ``shared``: the ``memory``,

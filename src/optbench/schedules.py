@@ -106,22 +106,16 @@ class ScheduleSpec:
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
-            raise ValueError(
-                f"kind must be one of {', '.join(KINDS)}; got {self.kind!r}"
-            )
+            raise ValueError(f"kind must be one of {', '.join(KINDS)}; got {self.kind!r}")
         if any(not m >= 0 for m in self.milestones) or any(
             b <= a for a, b in zip(self.milestones, self.milestones[1:])
         ):
-            raise ValueError(
-                f"milestones must be non-negative, strictly increasing epochs; got {self.milestones}"
-            )
+            raise ValueError(f"milestones must be non-negative, strictly increasing epochs; got {self.milestones}")
         if not self.gamma > 0:
             raise ValueError(f"gamma must be > 0; got {self.gamma}")
         restarts = self.kind == "warm_restarts"
         if not restarts and (self.t_0 is not None or self.cycles is not None):
-            raise ValueError(
-                f"t_0 and cycles apply only to kind 'warm_restarts'; got kind {self.kind!r}"
-            )
+            raise ValueError(f"t_0 and cycles apply only to kind 'warm_restarts'; got kind {self.kind!r}")
         if restarts and (self.t_0 is None) == (self.cycles is None):
             raise ValueError(
                 "warm_restarts needs exactly one of t_0 (first cycle, epochs) and cycles "
@@ -130,9 +124,7 @@ class ScheduleSpec:
         if self.t_0 is not None and not self.t_0 > 0:
             raise ValueError(f"t_0 must be > 0 epochs; got {self.t_0}")
         if self.cycles is not None and (
-            isinstance(self.cycles, bool)
-            or not isinstance(self.cycles, int)
-            or self.cycles < 1
+            isinstance(self.cycles, bool) or not isinstance(self.cycles, int) or self.cycles < 1
         ):
             raise ValueError(f"cycles must be an integer >= 1; got {self.cycles!r}")
         if not self.t_mult >= 1:
@@ -150,9 +142,7 @@ class ScheduleSpec:
         """
         unknown = sorted(set(d) - set(_PARSERS))
         if unknown:
-            raise ValueError(
-                f"unknown schedule key(s) {unknown}; allowed keys: {', '.join(_PARSERS)}"
-            )
+            raise ValueError(f"unknown schedule key(s) {unknown}; allowed keys: {', '.join(_PARSERS)}")
         kwargs = {}
         for key, value in d.items():
             parse, accepts = _PARSERS[key]
@@ -228,8 +218,9 @@ def _half_cosine(t_cur: float, t_i: float) -> float:
     return 0.5 * (1 + math.cos(math.pi * t_cur / t_i))
 
 
-def normalized_weight_decay(lambda_norm: float | Tensor, *, batch_size: int, n_train: int,
-                            epochs: float) -> float | Tensor:
+def normalized_weight_decay(
+    lambda_norm: float | Tensor, *, batch_size: int, n_train: int, epochs: float
+) -> float | Tensor:
     r"""The raw decay :math:`\lambda = \lambda_{norm} \sqrt{b / (B T)}` (per model for a (K,) ``lambda_norm``).
 
     ``b`` the batch size, ``B`` the number of training points, ``T`` the number of
@@ -303,15 +294,14 @@ class Schedule:
                 group["weight_decay"] = lambda0
             else:
                 batch_size, n_train = self._normalized
-                group["weight_decay"] = normalized_weight_decay(lambda0, batch_size=batch_size, n_train=n_train,
-                                                                epochs=self.cycle_epochs)
+                group["weight_decay"] = normalized_weight_decay(
+                    lambda0, batch_size=batch_size, n_train=n_train, epochs=self.cycle_epochs
+                )
 
     @property
     def multiplier(self) -> float:
         r""":math:`\eta_t` for the next batch: :math:`\text{lr}_t / \text{lr}_0` of every group."""
-        warmup = (
-            min(1.0, (self._step + 1) / self.warmup_steps) if self.warmup_steps else 1.0
-        )
+        warmup = min(1.0, (self._step + 1) / self.warmup_steps) if self.warmup_steps else 1.0
         return warmup * self.scheduler.get_last_lr()[0]
 
     @property
@@ -348,11 +338,12 @@ def build_schedule(
     if not steps_per_epoch > 0:
         raise ValueError(f"steps_per_epoch must be > 0; got {steps_per_epoch}")
     if not spec.warmup_epochs < epochs:
-        raise ValueError(
-            f"warmup_epochs must be < epochs ({epochs}); got {spec.warmup_epochs}"
-        )
+        raise ValueError(f"warmup_epochs must be < epochs ({epochs}); got {spec.warmup_epochs}")
     total_steps = epochs * steps_per_epoch
-    cycle_steps = lambda step: float(total_steps)
+
+    def cycle_steps(step: int) -> float:
+        return float(total_steps)
+
     clock = torch.optim.SGD([torch.zeros(0)], lr=1.0)
     if spec.kind == "fixed":
         scheduler = LambdaLR(clock, lambda step: 1.0)
@@ -362,16 +353,13 @@ def build_schedule(
     elif spec.kind == "cosine":
         scheduler = CosineAnnealingLR(clock, T_max=total_steps)
     else:
-        t_0 = (
-            spec.t_0
-            if spec.t_0 is not None
-            else epochs / _geometric_sum(spec.cycles, spec.t_mult)
-        )
-        position = partial(
-            _sgdr_position, first=t_0 * steps_per_epoch, t_mult=spec.t_mult
-        )
+        t_0 = spec.t_0 if spec.t_0 is not None else epochs / _geometric_sum(spec.cycles, spec.t_mult)
+        position = partial(_sgdr_position, first=t_0 * steps_per_epoch, t_mult=spec.t_mult)
         scheduler = LambdaLR(clock, lambda step: _half_cosine(*position(step)))
-        cycle_steps = lambda step: position(step)[1]
+
+        def cycle_steps(step: int) -> float:
+            return position(step)[1]
+
     clock.step()  # (a no-op) so torch doesn't warn its scheduler steps first
     return Schedule(
         optimizer,

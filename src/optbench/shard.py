@@ -24,8 +24,14 @@ def stack_key(spec: RunSpec) -> str:
     return json.dumps(d, sort_keys=True)
 
 
-def train_many(specs: Iterable[RunSpec], outs: Iterable[str | Path], *, stack: bool = False,
-               max_stack: int = MAX_STACK, quiet: bool = False) -> None:
+def train_many(
+    specs: Iterable[RunSpec],
+    outs: Iterable[str | Path],
+    *,
+    stack: bool = False,
+    max_stack: int = MAX_STACK,
+    quiet: bool = False,
+) -> None:
     """Trains specs in this process, writing each record as soon as it is done.
 
     ``stack``: specs with the same :func:`stack_key` train together as stacked models
@@ -39,7 +45,7 @@ def train_many(specs: Iterable[RunSpec], outs: Iterable[str | Path], *, stack: b
     for members in groups.values():
         n_stacks = math.ceil(len(members) / max_stack)
         for i in range(n_stacks):
-            chunk = members[i * len(members) // n_stacks:(i + 1) * len(members) // n_stacks]
+            chunk = members[i * len(members) // n_stacks : (i + 1) * len(members) // n_stacks]
             records = train_together([spec for spec, _ in chunk], stacked=len(chunk) > 1, quiet=quiet)
             for (_, out), record in zip(chunk, records, strict=True):
                 write_record(record, out)

@@ -57,8 +57,12 @@ def _layers(model: nn.Module) -> Iterator[nn.Module]:
 
 def _stackable(layer: nn.Module) -> bool:
     if type(layer) is nn.Conv1d:
-        return (layer.groups == 1 and layer.dilation == (1,) and layer.padding_mode == "zeros"
-                and not isinstance(layer.padding, str))
+        return (
+            layer.groups == 1
+            and layer.dilation == (1,)
+            and layer.padding_mode == "zeros"
+            and not isinstance(layer.padding, str)
+        )
     if type(layer) is nn.BatchNorm1d:
         return layer.affine and layer.track_running_stats and layer.momentum is not None
     if type(layer) is nn.Flatten:
@@ -83,15 +87,15 @@ class _Windows(torch.autograd.Function):
         padded = F.pad(h, (0, 0, p, p))
         length = (padded.shape[2] - k) // s + 1
         ctx.geometry = padded.shape, k, s, p, length
-        return torch.stack([padded[:, :, j:j + s * (length - 1) + 1:s] for j in range(k)], dim=2)
+        return torch.stack([padded[:, :, j : j + s * (length - 1) + 1 : s] for j in range(k)], dim=2)
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
         shape, k, s, p, length = ctx.geometry
         padded = grad.new_zeros(shape)
         for j in range(k):
-            padded[:, :, j:j + s * (length - 1) + 1:s] += grad[:, :, j]
-        return padded[:, :, p:shape[2] - p], None, None, None
+            padded[:, :, j : j + s * (length - 1) + 1 : s] += grad[:, :, j]
+        return padded[:, :, p : shape[2] - p], None, None, None
 
 
 def _conv1d(layer: nn.Conv1d, h: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
@@ -104,14 +108,23 @@ def _conv1d(layer: nn.Conv1d, h: Tensor, weight: Tensor, bias: Tensor | None) ->
     return out.view(models, -1, length, batch)
 
 
-def _batch_norm(layer: nn.BatchNorm1d, h: Tensor, weight: Tensor, bias: Tensor, stats: tuple[Tensor, ...],
-                training: bool) -> Tensor:
+def _batch_norm(
+    layer: nn.BatchNorm1d, h: Tensor, weight: Tensor, bias: Tensor, stats: tuple[Tensor, ...], training: bool
+) -> Tensor:
     """``(K, C, L, B)`` or ``(K, C, B)``: K BatchNorms as one of K C channels (see the module's docstring)."""
     running_mean, running_var, batches = stats
     if training:
         batches += 1
-    out = F.batch_norm(h.reshape(1, h.shape[0] * h.shape[1], -1), running_mean.view(-1), running_var.view(-1),
-                       weight.view(-1), bias.view(-1), training, layer.momentum, layer.eps)
+    out = F.batch_norm(
+        h.reshape(1, h.shape[0] * h.shape[1], -1),
+        running_mean.view(-1),
+        running_var.view(-1),
+        weight.view(-1),
+        bias.view(-1),
+        training,
+        layer.momentum,
+        layer.eps,
+    )
     return out.view(h.shape)
 
 
@@ -155,13 +168,18 @@ class StackedModels:
     def __init__(self, model: nn.Module, count: int):
         if not can_stack(model):
             got = [type(m).__name__ for m in _layers(model)]
-            raise ValueError(f"model: {type(model).__name__} cannot be stacked; only a Sequential of Conv1d, Linear, "
-                             f"BatchNorm1d, ReLU and Flatten layers ending in a Linear one can (got {got})")
+            raise ValueError(
+                f"model: {type(model).__name__} cannot be stacked; only a Sequential of Conv1d, Linear, "
+                f"BatchNorm1d, ReLU and Flatten layers ending in a Linear one can (got {got})"
+            )
         self.layers, self.count, self.training = list(_layers(model)), count, model.training
         self.params = [_stack(p, count).requires_grad_() for p in model.parameters()]
         #: Per BatchNorm layer: running mean and variance (K, C) and batches seen (K,), buffers of no gradient.
-        self.stats = [tuple(_stack(b, count) for b in (m.running_mean, m.running_var, m.num_batches_tracked))
-                      for m in self.layers if isinstance(m, nn.BatchNorm1d)]
+        self.stats = [
+            tuple(_stack(b, count) for b in (m.running_mean, m.running_var, m.num_batches_tracked))
+            for m in self.layers
+            if isinstance(m, nn.BatchNorm1d)
+        ]
 
     def __call__(self, x: Tensor) -> Tensor:
         """Logits ``(K, B, classes)`` of every model for one input batch ``x`` of shape (B, C, L) or (B, F).

@@ -166,9 +166,7 @@ def _check_positive(grid: _Grid, variant: str) -> None:
         raise ValueError(f"{variant}: log2 needs positive lr and weight_decay (a weight decay of 0 has no log2)")
 
 
-def row_bests(
-    runs: pd.DataFrame, abs_margin: float = ABS_MARGIN, rel_margin: float = REL_MARGIN
-) -> pd.DataFrame:
+def row_bests(runs: pd.DataFrame, abs_margin: float = ABS_MARGIN, rel_margin: float = REL_MARGIN) -> pd.DataFrame:
     """The best weight decay of every lr row of every variant's heatmap, from the seed means.
 
     One row per (variant, lr), lr ascending, with columns:

@@ -57,9 +57,11 @@ class Switch:
             return "True or False"
         if self.type is str:
             return "one of " + ", ".join(self.choices)
-        bounds = [f"{op} {bound:g}" for op, bound in
-                  ((">=", self.minimum), (">", self.exclusive_minimum), ("<", self.exclusive_maximum))
-                  if bound is not None]
+        bounds = [
+            f"{op} {bound:g}"
+            for op, bound in ((">=", self.minimum), (">", self.exclusive_minimum), ("<", self.exclusive_maximum))
+            if bound is not None
+        ]
         number = "a finite number " + " and ".join(bounds)
         return f"None or {number}" if self.nullable else number
 
@@ -72,9 +74,11 @@ class Switch:
             return value in self.choices
         if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
             return False
-        return ((self.minimum is None or value >= self.minimum)
-                and (self.exclusive_minimum is None or value > self.exclusive_minimum)
-                and (self.exclusive_maximum is None or value < self.exclusive_maximum))
+        return (
+            (self.minimum is None or value >= self.minimum)
+            and (self.exclusive_minimum is None or value > self.exclusive_minimum)
+            and (self.exclusive_maximum is None or value < self.exclusive_maximum)
+        )
 
     def check(self, value: Any) -> None:
         """ValueError naming the switch unless it accepts ``value``."""
@@ -83,27 +87,62 @@ class Switch:
 
 
 #: Every switch, by name, in the order of a record's optimizer block.
-SWITCHES: dict[str, Switch] = {s.name: s for s in (
-    Switch("weight_decay_mode", str, "decoupled", "decoupled",
-           "how lambda acts: X -= eta_t lambda X (decoupled, AdamW), X -= lr_t lambda X (torch), G += lambda X (l2)",
-           choices=("decoupled", "torch", "l2")),
-    Switch("beta1", float, 0.9, 0.0, "first-moment decay; 0 keeps no first moment",
-           minimum=0.0, exclusive_maximum=1.0),
-    Switch("beta2", float, 0.999, 0.999, "constant second-moment decay, bias-corrected; unused with beta2_decay",
-           minimum=0.0, exclusive_maximum=1.0),
-    Switch("beta2_decay", float, None, 0.8, "c in beta2_t = 1 - t^-c, no bias correction; None: constant beta2",
-           exclusive_minimum=0.0, nullable=True),
-    Switch("eps", float, 1e-8, 0.0, "added to sqrt(V_hat)", minimum=0.0),
-    Switch("eps1", float, 0.0, 1e-30, "added to G^2 inside the second moment", minimum=0.0),
-    Switch("eps2", float, 1e-3, 1e-3, "floor on RMS(X) in the relative step", minimum=0.0),
-    Switch("factored", bool, False, True, "second moment as row and column averages for tensors with ndim >= 2"),
-    Switch("momentum", str, "gradient", "update",
-           "what the first moment averages: G (gradient, Adam) or the scaled update (update, Adafactor)",
-           choices=("gradient", "update")),
-    Switch("clip_threshold", float, None, 1.0, "d in U / max(1, RMS(U) / d); None: no clipping",
-           exclusive_minimum=0.0, nullable=True),
-    Switch("relative_step", bool, False, True, "step size max(eps2, RMS(X)) min(lr_t, 1/sqrt(t)) instead of lr_t"),
-)}
+SWITCHES: dict[str, Switch] = {
+    s.name: s
+    for s in (
+        Switch(
+            "weight_decay_mode",
+            str,
+            "decoupled",
+            "decoupled",
+            "how lambda acts: X -= eta_t lambda X (decoupled, AdamW), X -= lr_t lambda X (torch), G += lambda X (l2)",
+            choices=("decoupled", "torch", "l2"),
+        ),
+        Switch(
+            "beta1", float, 0.9, 0.0, "first-moment decay; 0 keeps no first moment", minimum=0.0, exclusive_maximum=1.0
+        ),
+        Switch(
+            "beta2",
+            float,
+            0.999,
+            0.999,
+            "constant second-moment decay, bias-corrected; unused with beta2_decay",
+            minimum=0.0,
+            exclusive_maximum=1.0,
+        ),
+        Switch(
+            "beta2_decay",
+            float,
+            None,
+            0.8,
+            "c in beta2_t = 1 - t^-c, no bias correction; None: constant beta2",
+            exclusive_minimum=0.0,
+            nullable=True,
+        ),
+        Switch("eps", float, 1e-8, 0.0, "added to sqrt(V_hat)", minimum=0.0),
+        Switch("eps1", float, 0.0, 1e-30, "added to G^2 inside the second moment", minimum=0.0),
+        Switch("eps2", float, 1e-3, 1e-3, "floor on RMS(X) in the relative step", minimum=0.0),
+        Switch("factored", bool, False, True, "second moment as row and column averages for tensors with ndim >= 2"),
+        Switch(
+            "momentum",
+            str,
+            "gradient",
+            "update",
+            "what the first moment averages: G (gradient, Adam) or the scaled update (update, Adafactor)",
+            choices=("gradient", "update"),
+        ),
+        Switch(
+            "clip_threshold",
+            float,
+            None,
+            1.0,
+            "d in U / max(1, RMS(U) / d); None: no clipping",
+            exclusive_minimum=0.0,
+            nullable=True,
+        ),
+        Switch("relative_step", bool, False, True, "step size max(eps2, RMS(X)) min(lr_t, 1/sqrt(t)) instead of lr_t"),
+    )
+}
 
 
 def defaults(base: str) -> dict[str, Any]:

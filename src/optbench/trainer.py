@@ -86,8 +86,9 @@ def peak_bytes(device: torch.device) -> int:
 def git_commit() -> str | None:
     """The commit of the checkout the package runs from, or None outside a git checkout."""
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
-                             text=True, timeout=5)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() if out.returncode == 0 else None
@@ -95,6 +96,7 @@ def git_commit() -> str | None:
 
 def environment(device: torch.device) -> dict[str, Any]:
     """Where a run trained: versions, device, commit, host and threads (a record's ``environment``)."""
+
     def version(package: str) -> str | None:
         try:
             return metadata.version(package)
@@ -134,26 +136,38 @@ def train_together(specs: Sequence[RunSpec], *, stacked: bool, quiet: bool = Fal
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     dtype = getattr(torch, spec.dtype)
-    data = load_data(spec.dataset, data_dir=spec.data_dir, batch_size=spec.batch_size, seed=spec.seed,
-                     device=device, options=spec.dataset_options)
+    data = load_data(
+        spec.dataset,
+        data_dir=spec.data_dir,
+        batch_size=spec.batch_size,
+        seed=spec.seed,
+        device=device,
+        options=spec.dataset_options,
+    )
     torch.manual_seed(spec.seed)  # the same initialization for every cell of a heatmap
-    model = build_model(spec.model, num_classes=data.num_classes, input_shape=data.input_shape,
-                        device=device).to(dtype)
+    model = build_model(spec.model, num_classes=data.num_classes, input_shape=data.input_shape, device=device).to(dtype)
     if stacked and not can_stack(model):
-        log.info("model %s cannot be stacked (optbench.stacking.can_stack): training its %d runs one at a time",
-                 spec.model, len(specs))
+        log.info(
+            "model %s cannot be stacked (optbench.stacking.can_stack): training its %d runs one at a time",
+            spec.model,
+            len(specs),
+        )
         for s in specs:
             yield train(s, quiet=quiet)
         return
     models = StackedModels(model, len(specs)) if stacked else SingleModel(model)
     count = models.count
-    group = {**models.param_group(models.per_model([s.lr for s in specs])),
-             "weight_decay": models.per_model([s.weight_decay for s in specs])}
-    opt = make_optimizer(spec.optimizer.base, [group], lr=spec.lr, weight_decay=spec.weight_decay,
-                         switches=spec.optimizer.switches)
+    group = {
+        **models.param_group(models.per_model([s.lr for s in specs])),
+        "weight_decay": models.per_model([s.weight_decay for s in specs]),
+    }
+    opt = make_optimizer(
+        spec.optimizer.base, [group], lr=spec.lr, weight_decay=spec.weight_decay, switches=spec.optimizer.switches
+    )
     normalized = (data.batch_size, data.n_train) if spec.normalized_weight_decay else None
-    schedule = build_schedule(opt, spec.schedule, epochs=spec.epochs, steps_per_epoch=data.steps_per_epoch,
-                              normalized_weight_decay=normalized)
+    schedule = build_schedule(
+        opt, spec.schedule, epochs=spec.epochs, steps_per_epoch=data.steps_per_epoch, normalized_weight_decay=normalized
+    )
     first_decay = _per_model_floats(opt.param_groups[0]["weight_decay"], count)
     use_bf16 = spec.bf16 and device.type == "cuda"
     autocast = lambda: torch.autocast("cuda", dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext()  # noqa: E731
@@ -167,8 +181,9 @@ def train_together(specs: Sequence[RunSpec], *, stacked: bool, quiet: bool = Fal
     with flushed_denormals():
         for epoch in range(1, spec.epochs + 1):
             tick = time.perf_counter()
-            train_losses, lam, multiplier = _train_epoch(models, opt, schedule, data.train_batches(epoch),
-                                                         dtype, autocast, diverged)
+            train_losses, lam, multiplier = _train_epoch(
+                models, opt, schedule, data.train_batches(epoch), dtype, autocast, diverged
+            )
             tock = time.perf_counter()
             train_seconds += tock - tick
             errors = test_errors(models, data, dtype, autocast)
@@ -177,32 +192,64 @@ def train_together(specs: Sequence[RunSpec], *, stacked: bool, quiet: bool = Fal
             for k, lam_k in zip(running, _per_model_floats(lam, count, running)):
                 loss = train_losses[k]
                 blew_up = not math.isfinite(loss) or loss > bound
-                histories[k].append({"epoch": epoch, "train_loss": loss if math.isfinite(loss) else None,
-                                     "test_error": chance if blew_up else errors[k], "lr_multiplier": multiplier,
-                                     "weight_decay": lam_k})
+                histories[k].append(
+                    {
+                        "epoch": epoch,
+                        "train_loss": loss if math.isfinite(loss) else None,
+                        "test_error": chance if blew_up else errors[k],
+                        "lr_multiplier": multiplier,
+                        "weight_decay": lam_k,
+                    }
+                )
                 if blew_up:
                     diverged.append(k)
                     log.info("%s diverged at epoch %d (train loss %s)", specs[k].run_id, epoch, loss)
             if not quiet:
-                log.info("%s epoch %d/%d loss %.4f test error %.2f%% lr x%.3g %d/%d running %.1fs", label, epoch,
-                         spec.epochs, min(train_losses[k] for k in running), 100 * min(errors[k] for k in running),
-                         multiplier, count - len(diverged), count, time.perf_counter() - start)
+                log.info(
+                    "%s epoch %d/%d loss %.4f test error %.2f%% lr x%.3g %d/%d running %.1fs",
+                    label,
+                    epoch,
+                    spec.epochs,
+                    min(train_losses[k] for k in running),
+                    100 * min(errors[k] for k in running),
+                    multiplier,
+                    count - len(diverged),
+                    count,
+                    time.perf_counter() - start,
+                )
             models.zero_models(diverged)
             if len(diverged) == count:
                 break
 
-    shared = _shared_fields(opt, models, device, {"wall": time.perf_counter() - start, "train": train_seconds,
-                                                  "eval": eval_seconds, "setup": setup_seconds})
+    shared = _shared_fields(
+        opt,
+        models,
+        device,
+        {"wall": time.perf_counter() - start, "train": train_seconds, "eval": eval_seconds, "setup": setup_seconds},
+    )
     for k, (s, history) in enumerate(zip(specs, histories)):
-        record = make_record(s, "diverged" if k in diverged else "ok", history, chance, shared=shared,
-                             weight_decay_applied=first_decay[k], steps_per_epoch=data.steps_per_epoch)
-        log.info("%s %s: final test error %.2f%%, %.1fs", s.run_id, record["status"],
-                 100 * record["final_test_error"], record["timing"]["wall_seconds"])
+        record = make_record(
+            s,
+            "diverged" if k in diverged else "ok",
+            history,
+            chance,
+            shared=shared,
+            weight_decay_applied=first_decay[k],
+            steps_per_epoch=data.steps_per_epoch,
+        )
+        log.info(
+            "%s %s: final test error %.2f%%, %.1fs",
+            s.run_id,
+            record["status"],
+            100 * record["final_test_error"],
+            record["timing"]["wall_seconds"],
+        )
         yield record
 
 
-def _shared_fields(opt: torch.optim.Optimizer, models: SingleModel | StackedModels, device: torch.device,
-                   seconds: dict[str, float]) -> dict:
+def _shared_fields(
+    opt: torch.optim.Optimizer, models: SingleModel | StackedModels, device: torch.device, seconds: dict[str, float]
+) -> dict:
     """The record fields common to the runs trained together: each run's share of memory and of the
     ``seconds`` (wall, train, eval, setup) they took together, the device and the environment."""
     count = models.count
@@ -225,9 +272,15 @@ def _shared_fields(opt: torch.optim.Optimizer, models: SingleModel | StackedMode
     }
 
 
-def _train_epoch(models: SingleModel | StackedModels, opt: torch.optim.Optimizer, schedule: Schedule,
-                 batches: Iterable, dtype: torch.dtype, autocast,
-                 diverged: list[int]) -> tuple[list[float], Scalar, float]:
+def _train_epoch(
+    models: SingleModel | StackedModels,
+    opt: torch.optim.Optimizer,
+    schedule: Schedule,
+    batches: Iterable,
+    dtype: torch.dtype,
+    autocast,
+    diverged: list[int],
+) -> tuple[list[float], Scalar, float]:
     """One pass over the training batches: each model's mean loss, the last step's lambda and lr multiplier.
 
     The schedule sets every per-step hyperparameter (lr, eta_t, lambda); the loop only steps it.

@@ -3,17 +3,18 @@ rule train:
         f"{RESULTS}/data.json",
     output:
         directory(f"{RESULTS}/runs/{{variant}}/{{shard}}"),
-    params:
-        specs=shard_specs,
-        stack=STACK,
+    log:
+        f"{RESULTS}/logs/train/{{variant}}/{{shard}}.log",
+    conda:
+        ENV
     threads: RESOURCES["threads"]
     resources:
         gpu=RESOURCES["gpu"],
         runtime=RESOURCES["runtime"],
         mem_mb=RESOURCES["mem_mb"],
-    log:
-        f"{RESULTS}/logs/train/{{variant}}/{{shard}}.log",
-    conda:
-        ENV
+    params:
+        specs=shard_specs,
+        stack=STACK,
     shell:
-        OPTBENCH + " --threads {threads} train --quiet {params.stack} --spec-json {params.specs:q} --out-dir {output} 2> {log}"
+        OPTBENCH
+        + " --threads {threads} train --quiet {params.stack} --spec-json {params.specs:q} --out-dir {output} 2> {log}"

@@ -6,7 +6,7 @@ Blocks are pre-activation style (each branch starts with a ReLU), as in Gastaldi
 """
 
 from collections import OrderedDict
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F

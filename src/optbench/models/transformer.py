@@ -25,7 +25,9 @@ class TransformerBase(nn.Module):
 
     def _embed(self, tokens: torch.Tensor) -> torch.Tensor:
         d_model = self.embedding.embedding_dim
-        return self.embedding(tokens) * math.sqrt(d_model) + _sinusoidal_positions(tokens.shape[1], d_model, tokens.device)
+        return self.embedding(tokens) * math.sqrt(d_model) + _sinusoidal_positions(
+            tokens.shape[1], d_model, tokens.device
+        )
 
 
 def _sinusoidal_positions(length: int, d_model: int, device: torch.device) -> torch.Tensor:

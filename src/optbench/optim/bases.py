@@ -24,8 +24,15 @@ class AdamW(AdaptiveOptimizer):
     how AdamW gets Adafactor's parts.
     """
 
-    def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (_ADAMW["beta1"], _ADAMW["beta2"]),
-                 eps: float = _ADAMW["eps"], weight_decay: float = 0.0, **switches: Any):
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (_ADAMW["beta1"], _ADAMW["beta2"]),
+        eps: float = _ADAMW["eps"],
+        weight_decay: float = 0.0,
+        **switches: Any,
+    ):
         beta1, beta2 = betas
         super().__init__(params, lr, weight_decay=weight_decay, beta1=beta1, beta2=beta2, eps=eps, **switches)
 
@@ -42,8 +49,15 @@ class Adafactor(AdaptiveOptimizer):
     Every other switch is accepted by keyword.
     """
 
-    def __init__(self, params, lr: float = 1e-2, beta1: float = _ADAFACTOR["beta1"], *, weight_decay: float = 0.0,
-                 **switches: Any):
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-2,
+        beta1: float = _ADAFACTOR["beta1"],
+        *,
+        weight_decay: float = 0.0,
+        **switches: Any,
+    ):
         super().__init__(params, lr, weight_decay=weight_decay, **{**_ADAFACTOR, "beta1": beta1, **switches})
 
 

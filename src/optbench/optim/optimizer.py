@@ -142,8 +142,9 @@ def second_moment(group: dict, p: Tensor) -> type:
     return FactoredSecondMoment if group["factored"] and p.ndim - group["stacked"] >= 2 else FullSecondMoment
 
 
-def _step_bucket(group: dict, t: int, moment: type, params: list[Tensor], grads: list[Tensor],
-                 states: list[dict]) -> None:
+def _step_bucket(
+    group: dict, t: int, moment: type, params: list[Tensor], grads: list[Tensor], states: list[dict]
+) -> None:
     lr, lam, mode, beta1 = group["lr"], group["weight_decay"], group["weight_decay_mode"], group["beta1"]
     stacked = group["stacked"]
     if mode == "l2" and (isinstance(lam, Tensor) or lam):
@@ -204,12 +205,20 @@ def _check_settings(s: dict) -> None:
     for name in PER_MODEL_SETTINGS:
         value = s[name]
         if isinstance(value, Tensor):
-            if not (s["stacked"] and value.ndim == 1 and value.is_floating_point() and value.isfinite().all()
-                    and (value >= 0).all()):
-                raise ValueError(f"{name}: a tensor is allowed only in a stacked group, as a finite float "
-                                 f"vector (K,) >= 0, got {value!r}")
-        elif not (isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-                  and value >= 0):
+            if not (
+                s["stacked"]
+                and value.ndim == 1
+                and value.is_floating_point()
+                and value.isfinite().all()
+                and (value >= 0).all()
+            ):
+                raise ValueError(
+                    f"{name}: a tensor is allowed only in a stacked group, as a finite float "
+                    f"vector (K,) >= 0, got {value!r}"
+                )
+        elif not (
+            isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+        ):
             raise ValueError(f"{name}: must be a finite number >= 0, got {value!r}")
     for switch in SWITCHES.values():
         switch.check(s[switch.name])
@@ -222,5 +231,7 @@ def _check_stacked(group: dict) -> None:
     sizes = {p.shape[0] if p.ndim else None for p in group["params"]}
     sizes |= {group[k].shape[0] for k in ("lr", "weight_decay") if isinstance(group[k], Tensor)}
     if None in sizes or len(sizes) > 1:
-        raise ValueError(f"params: a stacked group needs one leading model dimension K shared by every tensor and "
-                         f"by lr / weight_decay vectors, got sizes {sorted(sizes, key=str)}")
+        raise ValueError(
+            f"params: a stacked group needs one leading model dimension K shared by every tensor and "
+            f"by lr / weight_decay vectors, got sizes {sorted(sizes, key=str)}"
+        )

@@ -32,7 +32,6 @@ import math
 import torch
 from torch import Tensor
 
-
 Scalar = float | Tensor  # a number, or one per model (K,) in a stacked bucket
 
 
@@ -52,7 +51,9 @@ def add_l2_gradient(grads: list[Tensor], params: list[Tensor], weight_decay: Sca
     Returns new tensors; ``p.grad`` is left as it was.
     """
     if isinstance(weight_decay, Tensor):
-        return torch._foreach_add(grads, torch._foreach_mul(params, _rows(per_tensor(weight_decay, len(params)), params)))
+        return torch._foreach_add(
+            grads, torch._foreach_mul(params, _rows(per_tensor(weight_decay, len(params)), params))
+        )
     return torch._foreach_add(grads, params, alpha=weight_decay)
 
 
@@ -199,8 +200,9 @@ def gradient_momentum(states: list[dict], grads: list[Tensor], beta1: float, t: 
     return m, 1.0 / (1.0 - beta1**t)
 
 
-def rms_direction(num: list[Tensor], v: list[Tensor], correction: float, eps: float, *, v_is_state: bool,
-                  coef: float = 1.0) -> Direction:
+def rms_direction(
+    num: list[Tensor], v: list[Tensor], correction: float, eps: float, *, v_is_state: bool, coef: float = 1.0
+) -> Direction:
     r"""Adam-style normalization :math:`U = N / (\sqrt{V / c} + \epsilon)`, ``c`` the bias correction.
 
     Computed as :math:`(\sqrt{c}\, N) / (\sqrt{V} + \epsilon \sqrt{c})`, which saves a pass over memory.
