@@ -3,16 +3,18 @@ import random
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import mnist1d.data
 import numpy as np
 import pytest
 import torch
 import torchvision.datasets.cifar
+import yaml
 from cifar_fake import write_fake_cifar10
 
 from optbench import data
-from optbench.data import CIFAR10_MEAN, CIFAR10_STD, load_data
+from optbench.data import CIFAR10_MEAN, CIFAR10_STD, DATASETS, load_data
 
 
 @pytest.fixture(scope="module")
@@ -234,3 +236,8 @@ def test_training_jobs_do_not_import_torchvision_or_mnist1d():
     code = "import sys, optbench.trainer; print(sorted(m for m in ('torchvision', 'mnist1d') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_config_schema_allows_exactly_the_loadable_datasets():
+    schema = yaml.safe_load((Path(__file__).parents[1] / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    assert sorted(schema["$defs"]["preset"]["properties"]["dataset"]["enum"]) == sorted(DATASETS)
