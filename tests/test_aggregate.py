@@ -16,8 +16,11 @@ from fake_records import (
     separable_error,
 )
 
-from optbench.aggregate import aggregate, cell_table, read_runs, runs_table, spearman, summary_table, write_table
+from optbench.aggregate import REQUIRED_COLUMNS, aggregate, cell_table, read_runs, runs_table, write_table
+from optbench.formatting import estimate, percent, power_of_two
+from optbench.outputs import IMPROVEMENT_HEADERS, improvements_markdown, summary_markdown
 from optbench.records import SCHEMA_VERSION
+from optbench.statistics import improvement_table, variant_statistics
 
 DIVERGE_ABOVE_LR = 2.0**-10  # the corner variant's two largest learning rates diverge
 
@@ -34,11 +37,6 @@ def records():
 @pytest.fixture(scope="module")
 def runs(records):
     return runs_table(records)
-
-
-@pytest.fixture(scope="module")
-def summary(runs):
-    return summary_table(runs).set_index("variant")
 
 
 def test_fake_records_follow_the_run_record_schema(records):
@@ -117,56 +115,8 @@ def test_cell_table_averages_seeds(runs):
     assert cell["n_seeds"] == 2
     assert cell["n_diverged"] == 0
     assert cell["mean_test_error"] == pytest.approx(separable_error(2.0**-10, 2.0**-3) + 0.001)
-
-
-def test_summary_counts_runs_and_divergences(summary):
-    assert summary.loc["adamw", "n_runs"] == 2 * len(LRS) * len(WDS)
-    assert summary.loc["corner", "n_runs"] == len(LRS) * len(WDS)
-    n_diverging_lrs = sum(lr > DIVERGE_ABOVE_LR for lr in LRS)
-    assert summary.loc["corner", "n_diverged"] == n_diverging_lrs * len(WDS)
-    assert summary.loc["adamw", "n_diverged"] == 0
-
-
-def test_summary_best_cell_and_top10_mean(summary):
-    best = summary.loc["adamw"]
-    assert (best["best_lr"], best["best_weight_decay"]) == (2.0**-10, 2.0**-3)
-    assert best["best_test_error"] == pytest.approx(separable_error(2.0**-10, 2.0**-3) + 0.001)
-    cell_means = sorted(separable_error(lr, wd) + 0.001 for lr in LRS for wd in WDS)
-    assert best["top10_mean_test_error"] == pytest.approx(sum(cell_means[:10]) / 10)
-
-
-def test_summary_flags_best_cell_on_grid_border(summary):
-    assert not summary.loc["adamw", "best_on_border"]
-    assert summary.loc["corner", "best_on_border"]
-    assert (summary.loc["corner", "best_lr"], summary.loc["corner", "best_weight_decay"]) == (min(LRS), max(WDS))
-
-
-def test_coupling_is_zero_for_separable_and_negative_for_diagonal(summary):
-    # Separable: the top cells form a block symmetric around the optimum, so ranks are uncorrelated.
-    assert abs(summary.loc["adamw", "coupling_spearman"]) < 0.1
-    # Diagonal: only lr * wd matters, so good cells satisfy log lr + log wd = const; a larger lr
-    # goes with a smaller weight decay, hence a strongly negative rank correlation.
-    assert summary.loc["adam_l2", "coupling_spearman"] < -0.8
-
-
-def test_top10_uses_all_cells_of_a_small_grid():
-    runs = runs_table(grid_records("small", separable_error, seeds=(0,), lrs=LRS[:2], wds=WDS[:3]))
-    summary = summary_table(runs).iloc[0]
-    all_cells = [separable_error(lr, wd) for lr in LRS[:2] for wd in WDS[:3]]
-    assert summary["top10_mean_test_error"] == pytest.approx(sum(all_cells) / len(all_cells))
-
-
-def test_coupling_is_nan_when_an_axis_is_constant():
-    runs = runs_table(grid_records("one_wd", separable_error, seeds=(0,), wds=[0.1]))
-    assert math.isnan(summary_table(runs).loc[0, "coupling_spearman"])
-
-
-def test_spearman_ranks_with_ties():
-    x = pd.Series([1.0, 2.0, 3.0, 4.0])
-    assert spearman(x, 10 * x**3) == pytest.approx(1.0)
-    assert spearman(x, -x) == pytest.approx(-1.0)
-    # ties get average ranks: ranks (1, 2.5, 2.5, 4) vs (1, 2, 3, 4)
-    assert spearman(pd.Series([0.0, 1.0, 1.0, 5.0]), x) == pytest.approx(4.5 / math.sqrt(4.5 * 5))
+    assert cell["std_test_error"] == pytest.approx(0.002 / math.sqrt(2))  # seeds 0 and 1 differ by 0.002
+    assert math.isnan(cells.loc[("corner", 2.0**-10, 2.0**-3), "std_test_error"])  # one seed
 
 
 def test_aggregate_writes_runs(records, tmp_path):
@@ -203,3 +153,75 @@ def test_aggregate_stops_at_a_record_that_breaks_the_schema(tmp_path, change, er
     with pytest.raises(ValueError, match=f"{re.escape(str(paths[1]))}: not a valid run record: {error}"):
         aggregate(paths, tmp_path / "runs.csv")
     assert not (tmp_path / "runs.csv").exists()
+
+
+# --- the summary and improvement tables for humans (optbench.outputs) -----------------------------------
+
+
+@pytest.fixture(scope="module")
+def summary(runs):
+    return variant_statistics(runs, n_boot=100)
+
+
+def markdown_rows(text):
+    """The cells of a Markdown table, header first, the alignment rule left out."""
+    lines = text.splitlines()
+    return [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[:1] + lines[2:]]
+
+
+def test_summary_markdown_formats_for_humans(summary):
+    text = summary_markdown(summary, labels={"adam_l2": "Adam (L2)"})
+    header, *rows = markdown_rows(text)
+    by_variant = {row[0]: dict(zip(header, row)) for row in rows}
+    assert list(by_variant) == ["Adam (L2)", "adamw", "corner"]
+    l2, adamw, corner = by_variant["Adam (L2)"], by_variant["adamw"], by_variant["corner"]
+    assert text.splitlines()[1].startswith("| --- | ---: |")  # text left, numbers right
+    assert adamw["best test error"] == f"{100 * (separable_error(2.0**-10, 2.0**-3) + 0.001):.1f}%" == "10.1%"
+    assert (adamw["at lr"], adamw["at weight decay"]) == ("2^-10", "2^-3")
+    slope = "slope of log2 best lambda on log2 lr [95% CI]"
+    assert l2[slope] == "-1.00 [-1.00, -1.00]" and adamw[slope] == "0.00 [0.00, 0.00]"
+    assert l2["lr rows in fit"] == "5 (1 at edge)"
+    assert corner[slope] == "n/a (only 2 near-best lr rows, at least 3 needed)"
+    assert corner["best test error"].endswith("% (border)")
+    assert adamw["noise floor"] == "0.1 pp" and corner["noise floor"] == "n/a (1 seed)"
+    assert (corner["seeds"], corner["runs"], corner["diverged"]) == ("1", "30", "12")  # two diverged lr rows of 6 cells
+
+
+def test_improvements_table_and_markdown(runs):
+    table = improvement_table(runs, [("adam_l2", "adamw"), ("adamw", "corner")], n_boot=100)
+    assert table[["baseline", "candidate"]].values.tolist() == [["adam_l2", "adamw"], ["adamw", "corner"]]
+    e_l2, e_w = diagonal_error(2.0**-10, 2.0**-3) + 0.001, separable_error(2.0**-10, 2.0**-3) + 0.001
+    assert table.loc[0, "relative"] == pytest.approx(1 - e_w / e_l2)
+    header, first, second = markdown_rows(improvements_markdown(table, labels={"adamw": "AdamW"}))
+    first, second = dict(zip(header, first)), dict(zip(header, second))
+    assert (first["baseline"], first["candidate"]) == ("adam_l2", "AdamW")
+    assert first["candidate best"] == "10.1% at lr 2^-10, wd 2^-3"
+    relative = f"{100 * (1 - e_w / e_l2):.1f}%"
+    assert first["relative improvement [95% CI]"] == f"{relative} [{relative}, {relative}]"  # seed offsets cancel
+    assert first["difference (pp) [95% CI]"].startswith(f"{100 * (e_l2 - e_w):+.1f} [")
+    # corner has one seed, adamw two: the union has two, but corner's mean is missing when seed 0 is not drawn
+    assert second["seeds"] == "2"
+
+
+def test_improvements_markdown_of_no_comparison_is_a_header():
+    text = improvements_markdown(improvement_table(pd.DataFrame(columns=list(REQUIRED_COLUMNS)), []))
+    assert markdown_rows(text) == [IMPROVEMENT_HEADERS]
+
+
+@pytest.mark.parametrize(
+    ("args", "text"),
+    [
+        ((-0.95, -1.1, -0.8, 3), "-0.95 [-1.10, -0.80]"),
+        ((-0.001, -0.004, 0.2, 3), "0.00 [0.00, 0.20]"),
+        ((-0.95, math.nan, math.nan, 1), "-0.95, CI n/a (1 seed)"),
+        ((-0.95, math.nan, math.nan, 3), "-0.95, CI n/a"),
+        ((math.nan, math.nan, math.nan, 3), "n/a"),
+    ],
+)
+def test_estimate_format(args, text):
+    assert estimate(*args) == text
+
+
+def test_percent_and_power_of_two():
+    assert (percent(0.1234), percent(math.nan)) == ("12.3%", "n/a")
+    assert (power_of_two(2.0**-5), power_of_two(0.0), power_of_two(0.001)) == ("2^-5", "0", "0.001")

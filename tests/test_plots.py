@@ -1,9 +1,10 @@
 import pytest
 from fake_records import CHANCE_ERROR, LRS, WDS, corner_error, diagonal_error, grid_records, separable_error
-from matplotlib.patches import Circle
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.patches import Circle, Rectangle
 
 from optbench.aggregate import runs_table
-from optbench.plots import heatmap_figure, learning_curves_figure, log2_label
+from optbench.plots import _line_style, heatmap_figure, learning_curves_figure, log2_label
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 PANELS = [["adam_l2", "adamw"], ["normalized", None]]
@@ -48,21 +49,58 @@ def test_heatmap_panels_share_one_colour_scale(heatmap, runs):
     assert len(colorbars) == 1
 
 
-def test_heatmap_panel_titles_axes_and_marks(heatmap):
+def by_label(fig):
+    """Panels by the first line of their title, the variant's label."""
+    return {ax.get_title().splitlines()[0]: ax for ax in panel_axes(fig)}
+
+
+def test_heatmap_panel_titles_axes_and_cell_values(heatmap):
     fig, _ = heatmap
-    by_title = {ax.get_title(): ax for ax in panel_axes(fig)}
-    assert set(by_title) == {"AdamW", "adam_l2", "normalized"}
-    assert by_title["AdamW"].get_xlabel() == "weight decay"
-    assert by_title["normalized"].get_xlabel() == "normalized weight decay"
-    assert by_title["AdamW"].get_ylabel() == "learning rate"
-    for ax in by_title.values():
-        assert sum(isinstance(p, Circle) for p in ax.patches) == 10
+    panels = by_label(fig)
+    assert set(panels) == {"AdamW", "adam_l2", "normalized"}
+    assert panels["AdamW"].get_xlabel() == "weight decay"
+    assert panels["normalized"].get_xlabel() == "normalized weight decay"
+    assert panels["AdamW"].get_ylabel() == "learning rate"
+    for ax in panels.values():
         assert len(ax.texts) == len(LRS) * len(WDS)
+    # the seed mean in percent, one decimal: the separable optimum plus the mean seed offset 0.001
+    values = {t.get_position(): t.get_text() for t in panels["AdamW"].texts}
+    optimum = (WDS.index(2.0**-3), LRS.index(2.0**-10))
+    assert values[optimum] == f"{100 * (separable_error(2.0**-10, 2.0**-3) + 0.001):.1f}" == "10.1"
+
+
+def test_heatmap_titles_the_slope_with_its_interval(heatmap):
+    fig, _ = heatmap
+    slopes = {label: ax.get_title().splitlines()[1] for label, ax in by_label(fig).items()}
+    # the seeds differ by a constant, so every resample finds the same row bests: a point interval
+    assert slopes["adam_l2"] == "slope -1.00 [-1.00, -1.00]"
+    assert slopes["AdamW"] == "slope 0.00 [0.00, 0.00]"
+    # corner_error: row bests 0.11, 0.12, 0.15, ...: two rows within 0.11 + 0.0275, too few for a slope
+    assert slopes["normalized"] == "slope n/a (only 2 near-best lr rows, at least 3 needed)"
+
+
+def test_heatmap_draws_the_best_weight_decay_of_each_row(heatmap):
+    fig, _ = heatmap
+    panels = by_label(fig)
+    # adam_l2: lr * wd = 2^-13 in rows 2^-12 .. 2^-9; row 2^-8 diverged entirely and is left out
+    line = panels["adam_l2"].lines[0]
+    expected_wds = [2.0 ** (-13 - k) for k in range(-12, -8)]
+    assert list(line.get_xdata()) == [WDS.index(wd) for wd in expected_wds]
+    assert list(line.get_ydata()) == [0, 1, 2, 3]
+    circles = [p for p in panels["adam_l2"].patches if isinstance(p, Circle)]
+    assert [c.center for c in circles] == list(zip(line.get_xdata(), line.get_ydata()))
+    # AdamW: wd 2^-3 in every row; rows 2^-11 .. 2^-9 are within 0.025 of the best and enter the fit (solid)
+    circles = [p for p in panels["AdamW"].patches if isinstance(p, Circle)]
+    assert [c.center[0] for c in circles] == [WDS.index(2.0**-3)] * len(LRS)
+    assert [c.get_linestyle() for c in circles] == ["--", "-", "-", "-", "--"]
+    squares = {label: [p.get_xy() for p in ax.patches if isinstance(p, Rectangle)] for label, ax in panels.items()}
+    assert squares["normalized"] == [(len(WDS) - 1 - 0.5, -0.5)]  # corner_error: best at lr 2^-12, wd 2^-1
+    assert squares["AdamW"] == [(WDS.index(2.0**-3) - 0.5, LRS.index(2.0**-10) - 0.5)]
 
 
 def test_heatmap_shows_diverged_cells_in_worst_colour(heatmap):
     fig, _ = heatmap
-    ax = next(ax for ax in panel_axes(fig) if ax.get_title() == "adam_l2")
+    ax = by_label(fig)["adam_l2"]
     image = ax.images[0]
     diverged_row = image.get_array()[-1]  # the largest learning rate (origin="lower")
     assert (diverged_row == image.norm.vmax).all()
@@ -81,16 +119,40 @@ def test_heatmap_rejects_ragged_panels(runs, tmp_path):
         heatmap_figure(runs, [["adamw", "adam_l2"], ["adamw"]], [tmp_path / "x.png"])
 
 
-def test_learning_curves_written_with_one_line_per_variant(runs, tmp_path):
-    path = tmp_path / "curves.png"
-    fig = learning_curves_figure(runs, ["adamw", "adam_l2"], [path], labels={"adamw": "AdamW"})
-    assert path.read_bytes().startswith(PNG_MAGIC)
+def test_learning_curves_show_seed_means_with_a_band_and_the_legend_outside(runs, tmp_path):
+    paths = [tmp_path / "curves.png", tmp_path / "curves.pdf"]
+    fig = learning_curves_figure(runs, ["adamw", "adam_l2"], paths, labels={"adamw": "AdamW"})
+    assert paths[0].read_bytes().startswith(PNG_MAGIC) and paths[1].read_bytes().startswith(b"%PDF")
     error_ax, loss_ax = fig.axes
-    legend = [t.get_text() for t in error_ax.get_legend().get_texts()]
-    assert legend[0].startswith("AdamW (lr $2^{-10}$")
+    (legend,) = fig.legends
+    texts = [t.get_text() for t in legend.get_texts()]
+    assert texts[0].startswith("AdamW (lr $2^{-10}$") and len(texts) == 2
+    assert "mean over 2 seeds, band: min to max" in legend.get_title().get_text()
     assert len(error_ax.lines) == len(loss_ax.lines) == 2
-    # mean over the best cell's two seeds of a curve ending at the cell's mean error
-    assert error_ax.lines[0].get_ydata()[-1] == pytest.approx(100 * (separable_error(2.0**-10, 2.0**-3) + 0.001))
+    assert error_ax.lines[0].get_color() != error_ax.lines[1].get_color()
+    # mean over the best cell's two seeds of a curve ending at the cell's mean error ...
+    best = separable_error(2.0**-10, 2.0**-3)
+    assert error_ax.lines[0].get_ydata()[-1] == pytest.approx(100 * (best + 0.001))
+    # ... and a band from seed 0 to seed 1 (0.002 apart)
+    band = error_ax.collections[0].get_paths()[0].vertices
+    last_epoch = band[band[:, 0] == 3, 1]
+    assert (last_epoch.min(), last_epoch.max()) == pytest.approx((100 * best, 100 * (best + 0.002)))
+    # the legend lies right of both axes
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    right = max(ax.get_window_extent(renderer).x1 for ax in fig.axes)
+    assert legend.get_window_extent(renderer).x0 >= right
+
+
+def test_learning_curves_of_one_seed_say_there_is_no_band(runs, tmp_path):
+    fig = learning_curves_figure(runs, ["normalized"], [tmp_path / "curves.png"])
+    assert "one seed (no band)" in fig.legends[0].get_title().get_text()
+
+
+def test_twenty_variants_get_twenty_line_styles():
+    styles = {(_line_style(i)["color"], _line_style(i)["linestyle"]) for i in range(20)}
+    assert len(styles) == 20
 
 
 def test_learning_curves_reject_unknown_variant(runs, tmp_path):

@@ -3,14 +3,13 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from fake_records import diagonal_error, grid_records, separable_error
+from fake_records import LRS, WDS, corner_error, diagonal_error, grid_records, separable_error
 
-from optbench.aggregate import runs_table
+from optbench.aggregate import cell_table, runs_table
 from optbench.statistics import (
     VARIANT_COLUMNS,
     Improvement,
     best_lambda_slope,
-    cell_std_table,
     improvement,
     improvement_table,
     noise_floor,
@@ -198,11 +197,13 @@ def test_bootstrap_is_reproducible_with_the_same_seed():
     assert (a.ci_low, a.ci_high) != (c.ci_low, c.ci_high)
 
 
-def test_slope_needs_positive_weight_decays():
-    runs = table_runs("v", {(-5, -8): [0.1]})
-    runs.loc[0, "weight_decay"] = 0.0
-    with pytest.raises(ValueError, match="positive"):
-        best_lambda_slope(runs, "v")
+def test_a_weight_decay_of_zero_gives_no_slope_and_says_why():
+    runs = surface_runs("l2", diagonal, seeds=(0, 1))
+    runs.loc[runs["weight_decay"].eq(2.0**-14), "weight_decay"] = 0.0
+    est = best_lambda_slope(runs, "l2")
+    assert math.isnan(est.slope) and math.isnan(est.ci_low)
+    assert "0 has no log2" in est.reason
+    assert row_bests(runs)["best_weight_decay"].gt(0).all()  # the rows' bests are still found
 
 
 def test_duplicate_runs_are_rejected():
@@ -227,7 +228,7 @@ def test_noise_floor_is_the_median_per_cell_seed_std():
     errors[(-3, -8)] = errors[(-3, -7)] = [CHANCE] * 3  # every seed diverged: std 0
     statuses = {(-3, -8): "diverged", (-3, -7): "diverged"}
     runs = table_runs("v", errors, statuses)
-    stds = cell_std_table(runs).set_index(["lr", "weight_decay"])["std_test_error"]
+    stds = cell_table(runs).set_index(["lr", "weight_decay"])["std_test_error"]
     assert stds[(2.0**-4, 2.0**-7)] == pytest.approx(0.05)
     assert noise_floor(runs)["v"] == pytest.approx(0.025)  # median of 0.01, 0.02, 0.03, 0.05
     assert noise_floor(runs, include_all_diverged=True)["v"] == pytest.approx(0.015)  # with two zeros
@@ -341,3 +342,34 @@ def test_variant_statistics_has_one_row_per_variant():
     assert math.isnan(table.loc["single", "noise_floor"])
     assert math.isnan(table.loc["single", "slope_ci_low"])
     assert "one seed" in table.loc["single", "slope_reason"]
+
+
+def test_summary_of_run_records_has_known_answers():
+    diverge_above = 2.0**-10  # the corner variant's two largest learning rates diverge
+    runs = runs_table(
+        grid_records("adamw", separable_error)
+        + grid_records("adam_l2", diagonal_error)
+        + grid_records("corner", corner_error, seeds=(0,), diverge_above_lr=diverge_above)
+    )
+    summary = variant_statistics(runs, n_boot=200).set_index("variant")
+    adamw, adam_l2, corner = (summary.loc[v] for v in ("adamw", "adam_l2", "corner"))
+    assert (adamw["n_runs"], corner["n_runs"]) == (2 * len(LRS) * len(WDS), len(LRS) * len(WDS))
+    assert (adamw["n_diverged"], corner["n_diverged"]) == (0, sum(lr > diverge_above for lr in LRS) * len(WDS))
+    assert (adamw["n_seeds"], corner["n_seeds"]) == (2, 1)
+    # best cells: the separable optimum (lr 2^-10, wd 2^-3, + 0.001 mean seed offset), inside the grid
+    assert (adamw["best_lr"], adamw["best_weight_decay"]) == (2.0**-10, 2.0**-3)
+    assert adamw["best_test_error"] == pytest.approx(separable_error(2.0**-10, 2.0**-3) + 0.001)
+    assert not adamw["best_on_border"]
+    assert corner["best_on_border"] and (corner["best_lr"], corner["best_weight_decay"]) == (min(LRS), max(WDS))
+    # slopes: the row bests of the diagonal satisfy lr * wd = 2^-13; seed 1 is seed 0 + 0.002 everywhere,
+    # so every resample has the same row bests and the interval is a point
+    assert adam_l2["slope"] == pytest.approx(-1.0)
+    assert (adam_l2["slope_ci_low"], adam_l2["slope_ci_high"]) == pytest.approx((-1.0, -1.0))
+    assert (adam_l2["slope_rows"], adam_l2["slope_rows_at_edge"]) == (len(LRS), 1)  # lr 2^-12: best wd 2^-1
+    assert adamw["slope"] == pytest.approx(0.0) and adamw["slope_ci_high"] == pytest.approx(0.0)
+    assert adamw["slope_reason"] == ""
+    # corner: row bests 0.11, 0.12, 0.15 below the diverged rows; only two within 0.11 + 0.0275
+    assert math.isnan(corner["slope"]) and corner["slope_reason"].startswith("only 2 near-best lr rows")
+    # noise floor: every cell's two seeds differ by 0.002, a standard deviation of 0.002 / sqrt(2)
+    assert adamw["noise_floor"] == pytest.approx(0.002 / math.sqrt(2))
+    assert math.isnan(corner["noise_floor"])

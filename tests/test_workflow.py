@@ -57,6 +57,11 @@ def test_smoke_preset_makes_every_output(smoke_run):
     assert len(runs) == len(records) and set(runs["variant"]) == set(smoke["variants"])
     summary = pd.read_csv(results / "tables" / "summary.csv")
     assert set(summary["variant"]) == set(smoke["variants"])
+    assert "slope of log2 best lambda on log2 lr" in (results / "tables" / "summary.md").read_text()
+    # of the configured comparisons, only the pair whose variants smoke runs
+    improvements = pd.read_csv(results / "tables" / "improvements.csv")
+    assert improvements[["baseline", "candidate"]].values.tolist() == [["adam_l2_cosine", "adamw_cosine"]]
+    assert "Adam (L2), cosine" in (results / "tables" / "improvements.md").read_text()
     memory = pd.read_csv(results / "tables" / "memory.csv")
     assert memory["MNIST-1D CNN measured == predicted"].dropna().all()
     assert "Transformer-base" in (results / "tables" / "memory.md").read_text()
@@ -136,6 +141,10 @@ def test_paper_preset_dag_builds():
         ),
         ({"variants": {"adamw_fixed": {"grid": "huge"}}}, "variants.adamw_fixed.grid: 'huge'"),
         ({"presets": {"quick": {"grids": {"raw": {"lr": {"log2": [-3]}}}}}}, "log2"),
+        (
+            {"comparisons": [{"baseline": "adam_l2_cosine", "candidate": "adamw_cosin"}]},
+            "comparisons[0].candidate: unknown variant 'adamw_cosin'",
+        ),
     ],
 )
 def test_bad_config_stops_before_any_job(tmp_path, override, message):

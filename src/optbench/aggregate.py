@@ -4,7 +4,7 @@ A *run record* is the JSON document one training run writes (see :mod:`optbench.
 ``runs_table`` flattens records into ``runs.csv`` (dotted column names such as
 ``optimizer.decay``; list values such as ``history`` stored as compact JSON);
 ``cell_table`` averages seeds per (variant, lr, weight_decay) cell, the value
-drawn in the heatmaps; ``summary_table`` condenses each variant's grid.
+drawn in the heatmaps. Each variant's grid is condensed by :mod:`optbench.statistics`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import pandas as pd
 from .atomic import atomic_write
 from .records import SCHEMA_VERSION, read_record
 
-TOP_K = 10
 STATUSES = ("ok", "diverged")
 REQUIRED_COLUMNS = (
     "schema_version",
@@ -110,65 +109,19 @@ def history(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def cell_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per (variant, lr, weight_decay): mean final test error over seeds, n_seeds, n_diverged."""
+    """One row per (variant, lr, weight_decay), the value a heatmap cell shows: ``mean_test_error``
+    and ``std_test_error`` (ddof=1, NaN with one seed) of the final test error over seeds,
+    ``n_seeds`` and ``n_diverged``."""
     return (
         runs.assign(diverged=runs["status"].eq("diverged"))
         .groupby(CELL_COLUMNS, as_index=False)
         .agg(
             mean_test_error=("final_test_error", "mean"),
+            std_test_error=("final_test_error", "std"),
             n_seeds=("seed", "size"),
             n_diverged=("diverged", "sum"),
         )
     )
-
-
-def top_cells(cells: pd.DataFrame, k: int = TOP_K) -> pd.DataFrame:
-    """The ``k`` cells of one variant with the lowest mean test error, best first."""
-    return cells.nsmallest(k, "mean_test_error")
-
-
-def spearman(x: pd.Series, y: pd.Series) -> float:
-    """Spearman rank correlation (average ranks for ties); NaN when either is constant."""
-    if x.nunique() < 2 or y.nunique() < 2:
-        return float("nan")
-    return x.rank().corr(y.rank())
-
-
-def _on_border(cell: pd.Series, cells: pd.DataFrame) -> bool:
-    return bool(
-        cell["lr"] in (cells["lr"].min(), cells["lr"].max())
-        or cell["weight_decay"] in (cells["weight_decay"].min(), cells["weight_decay"].max())
-    )
-
-
-def _variant_summary(cells: pd.DataFrame) -> dict:
-    """Best cell, top-k mean and lr/weight-decay coupling of one variant's grid.
-
-    The coupling is the rank correlation of log2(lr) and log2(weight_decay) over
-    the top-k cells; ranks are invariant under log2, so lr and weight_decay are
-    ranked directly (which also copes with a weight decay of 0).
-    """
-    top = top_cells(cells)
-    best = top.iloc[0]
-    return {
-        "best_test_error": best["mean_test_error"],
-        "best_lr": best["lr"],
-        "best_weight_decay": best["weight_decay"],
-        "top10_mean_test_error": top["mean_test_error"].mean(),
-        "best_on_border": _on_border(best, cells),
-        "coupling_spearman": spearman(top["lr"], top["weight_decay"]),
-    }
-
-
-def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per variant: run counts, best cell and where, top-10 mean, border flag, coupling."""
-    cells = cell_table(runs)
-    counts = cells.groupby("variant").agg(n_runs=("n_seeds", "sum"), n_diverged=("n_diverged", "sum"))
-    grids = pd.DataFrame.from_dict(
-        {variant: _variant_summary(variant_cells) for variant, variant_cells in cells.groupby("variant")},
-        orient="index",
-    )
-    return counts.join(grids).rename_axis("variant").reset_index()
 
 
 def load_records(paths: Iterable[str | os.PathLike]) -> list[dict]:

@@ -6,6 +6,7 @@ the Snakefile loads it in whatever Python runs Snakemake.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -21,6 +22,7 @@ class Experiment:
     settings: dict[str, Any]
     variants: dict[str, dict[str, Any]]
     figures: dict[str, dict[str, Any]]
+    comparisons: tuple[tuple[str, str], ...] = ()  # (baseline, candidate) pairs, both run by the preset
 
     @property
     def runs_per_job(self) -> int:
@@ -72,9 +74,13 @@ class Experiment:
         def figure(name: str) -> list[str]:
             return [f"{results}/figures/{name}.{ext}" for ext in ("png", "pdf")]
 
+        def table(name: str) -> list[str]:
+            return [f"{results}/tables/{name}.{ext}" for ext in ("csv", "md")]
+
         return {
-            "summary": f"{results}/tables/summary.csv",
-            "memory": [f"{results}/tables/memory.csv", f"{results}/tables/memory.md"],
+            "summary": table("summary"),
+            "improvements": table("improvements"),
+            "memory": table("memory"),
             "heatmaps": {name: figure(name) for name in self.figures},
             "learning_curves": figure("learning_curves"),
         }
@@ -90,7 +96,7 @@ def axis_values(axis: dict[str, Any]) -> list[float]:
 
 def load_experiment(config: dict[str, Any]) -> Experiment:
     """The experiment of ``config["preset"]``; a ValueError names an unknown preset, variant, grid or schedule,
-    or a renamed optimizer key."""
+    or a renamed optimizer key. Figure panels and comparisons of variants the preset does not run are dropped."""
     name = config["preset"]
     presets = config["presets"]
     if name not in presets:
@@ -114,13 +120,22 @@ def load_experiment(config: dict[str, Any]) -> Experiment:
         variants[v] = row
     figures = {}
     for fig, spec in config["figures"].items():
-        panels = _present_panels(spec["panels"], variants)
+        panels = present_panels(spec["panels"], variants)
         if panels:
             figures[fig] = {**spec, "panels": panels}
-    return Experiment(name, settings, variants, figures)
+    comparisons = []
+    for i, pair in enumerate(config.get("comparisons", [])):
+        for role in ("baseline", "candidate"):
+            if pair[role] not in config["variants"]:
+                raise ValueError(
+                    f"comparisons[{i}].{role}: unknown variant {pair[role]!r}; allowed: {', '.join(config['variants'])}"
+                )
+        if pair["baseline"] in variants and pair["candidate"] in variants:
+            comparisons.append((pair["baseline"], pair["candidate"]))
+    return Experiment(name, settings, variants, figures, tuple(comparisons))
 
 
-def _present_panels(panels: list[list[str | None]], variants: dict) -> list[list[str | None]]:
+def present_panels(panels: list[list[str | None]], variants: Collection[str]) -> list[list[str | None]]:
     """The panel grid with absent variants blanked and empty rows and columns dropped."""
     grid = [[p if p in variants else None for p in row] for row in panels]
     columns = [j for j in range(max(map(len, grid))) if any(j < len(row) and row[j] for row in grid)]

@@ -137,9 +137,12 @@ def _formatter(column: str) -> Callable | None:
     return None
 
 
-def markdown_table(table: pd.DataFrame) -> str:
-    """A GitHub Markdown table: bytes in binary units, ratios with 2 decimals, numbers right-aligned."""
-    formatters = {column: _formatter(column) for column in table.columns}
+def markdown_table(table: pd.DataFrame, formatters: Mapping[str, Callable | None] | None = None) -> str:
+    """A GitHub Markdown table. A column with a formatter is shown through it and right-aligned, one
+    without (None or absent) through ``str`` and left-aligned; a missing value is left empty.
+    Default formatters: bytes in binary units, ratios with 2 decimals."""
+    formatters = formatters if formatters is not None else {column: _formatter(column) for column in table.columns}
+    formatters = {column: formatters.get(column) for column in table.columns}
     cells = table.apply(lambda column: column.map(formatters[column.name] or str, na_action="ignore")).fillna("")
     rule = ["---:" if formatter else "---" for formatter in formatters.values()]
     rows = [list(table.columns), rule, *cells.itertuples(index=False)]

@@ -35,6 +35,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
+from .aggregate import cell_table
+
 ABS_MARGIN = 0.01  # near-best tolerance: 1 percentage point of test error ...
 REL_MARGIN = 0.25  # ... or 25% of the heatmap's best seed mean, whichever is larger
 MIN_ROWS = 3  # fewest near-best lr rows a slope is fitted to
@@ -64,6 +66,15 @@ class _Grid:
         den = np.einsum("bs,slw->blw", weights, self.present)
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(den > 0, num / den, np.nan)
+
+    def cell(self, flat_index: int) -> tuple[float, float]:
+        """``(lr, weight_decay)`` of a flat (lr-major) cell index."""
+        i, j = np.unravel_index(flat_index, self.errors.shape[1:])
+        return float(self.lrs[i]), float(self.wds[j])
+
+    def seed_means(self) -> np.ndarray:
+        """The plain seed means, ``(1, L, W)``: every seed weighted once."""
+        return self.means(np.ones((1, len(self.seeds))))
 
 
 def _check(runs: pd.DataFrame) -> None:
@@ -161,9 +172,10 @@ def _slopes(x: np.ndarray, y: np.ndarray, mask: np.ndarray, min_rows: int) -> np
         return np.where((n >= min_rows) & (sxx > 0), sxy / sxx, np.nan)
 
 
-def _check_positive(grid: _Grid, variant: str) -> None:
-    if (grid.lrs <= 0).any() or (grid.wds <= 0).any():
-        raise ValueError(f"{variant}: log2 needs positive lr and weight_decay (a weight decay of 0 has no log2)")
+def _log2(values: np.ndarray) -> np.ndarray:
+    """log2, with -inf for 0 (e.g. a weight-decay axis that includes no decay)."""
+    with np.errstate(divide="ignore"):
+        return np.log2(values)
 
 
 def row_bests(runs: pd.DataFrame, abs_margin: float = ABS_MARGIN, rel_margin: float = REL_MARGIN) -> pd.DataFrame:
@@ -186,8 +198,7 @@ def row_bests(runs: pd.DataFrame, abs_margin: float = ABS_MARGIN, rel_margin: fl
     frames = []
     for variant in sorted(runs["variant"].unique()):
         grid = _grid(runs, variant)
-        _check_positive(grid, variant)
-        index, errors = _row_best(grid.means(np.ones((1, len(grid.seeds)))))
+        index, errors = _row_best(grid.seed_means())
         index, errors = index[0], errors[0]
         best_wd = np.where(index >= 0, grid.wds[np.maximum(index, 0)], np.nan)
         frames.append(
@@ -196,8 +207,8 @@ def row_bests(runs: pd.DataFrame, abs_margin: float = ABS_MARGIN, rel_margin: fl
                     "variant": variant,
                     "lr": grid.lrs,
                     "best_weight_decay": best_wd,
-                    "log2_lr": np.log2(grid.lrs),
-                    "log2_best_weight_decay": np.log2(best_wd),
+                    "log2_lr": _log2(grid.lrs),
+                    "log2_best_weight_decay": _log2(best_wd),
                     "best_test_error": errors,
                     "at_edge": (index == 0) | (index == len(grid.wds) - 1),
                     "near_best": _near_best(errors, abs_margin, rel_margin),
@@ -248,7 +259,8 @@ def best_lambda_slope(
     values, so the slope is that of a step function, and rows whose best is on the
     grid's edge (counted in ``n_rows_at_edge``) pull it towards 0.
 
-    NaN, with ``reason`` saying so, when fewer than ``min_rows`` rows are near-best.
+    NaN, with ``reason`` saying so, when fewer than ``min_rows`` rows are near-best or
+    an lr or weight decay is 0.
 
     Interval: the seed-bootstrap percentile interval (module docstring) of the same
     statistic, recomputing seed means, row bests, E and the near-best rows in every
@@ -257,9 +269,11 @@ def best_lambda_slope(
     """
     _check_ci_args(n_boot, confidence)
     grid = _grid(runs, variant)
-    _check_positive(grid, variant)
-    x = np.log2(grid.lrs)
-    log2_wds = np.log2(grid.wds)
+    n_seeds, nan = len(grid.seeds), float("nan")
+    if (grid.lrs <= 0).any() or (grid.wds <= 0).any():
+        reason = "an lr or weight decay of 0 has no log2"
+        return SlopeEstimate(variant, nan, nan, nan, 0, 0, n_seeds, 0, 0, reason)
+    x, log2_wds = np.log2(grid.lrs), np.log2(grid.wds)
 
     def slopes(weights):
         index, errors = _row_best(grid.means(weights))
@@ -270,8 +284,6 @@ def best_lambda_slope(
     point, near, index = slopes(np.ones((1, len(grid.seeds))))
     n_rows = int(near[0].sum())
     at_edge = int((near[0] & ((index[0] == 0) | (index[0] == len(grid.wds) - 1))).sum())
-    n_seeds = len(grid.seeds)
-    nan = float("nan")
     if not np.isfinite(point[0]):
         reason = f"only {n_rows} near-best lr rows, at least {min_rows} needed"
         return SlopeEstimate(variant, nan, nan, nan, n_rows, at_edge, n_seeds, 0, 0, reason)
@@ -289,25 +301,9 @@ def best_lambda_slope(
 # ---------------------------------------------------------------------------
 
 
-def cell_std_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per (variant, lr, weight_decay): ``std_test_error``, the sample standard
-    deviation (ddof=1) of final test error over the cell's seeds (NaN with one seed),
-    ``n_seeds``, and ``all_diverged`` (every run of the cell diverged)."""
-    _check(runs)
-    return (
-        runs.assign(_diverged=runs["status"].eq("diverged"))
-        .groupby(["variant", "lr", "weight_decay"], as_index=False)
-        .agg(
-            std_test_error=("final_test_error", lambda e: e.std(ddof=1)),
-            n_seeds=("seed", "size"),
-            all_diverged=("_diverged", "all"),
-        )
-    )
-
-
 def noise_floor(runs: pd.DataFrame, include_all_diverged: bool = False) -> pd.Series:
     """Per variant: the median, over the heatmap's cells, of the per-cell seed standard
-    deviation of final test error (ddof=1; see :func:`cell_std_table`).
+    deviation of final test error (ddof=1; ``std_test_error`` of :func:`optbench.aggregate.cell_table`).
 
     Cells with fewer than two seeds have no standard deviation and are left out. Cells
     where every seed diverged (all at chance, standard deviation 0 by construction) are
@@ -315,9 +311,10 @@ def noise_floor(runs: pd.DataFrame, include_all_diverged: bool = False) -> pd.Se
     diverged region would report a floor near 0. NaN for a variant with no such cell.
     Indexed by variant, named ``noise_floor``.
     """
-    cells = cell_std_table(runs)
+    _check(runs)
+    cells = cell_table(runs)
     if not include_all_diverged:
-        cells = cells[~cells["all_diverged"]]
+        cells = cells[cells["n_diverged"] < cells["n_seeds"]]
     floors = cells.groupby("variant")["std_test_error"].median()  # median skips NaN
     return floors.reindex(sorted(runs["variant"].unique())).rename("noise_floor").rename_axis("variant")
 
@@ -398,10 +395,8 @@ def improvement(
             return 1 - err_b / err_a, 100 * (err_a - err_b), (index_a, err_a), (index_b, err_b)
 
     relative, difference, (index_a, err_a), (index_b, err_b) = stats(np.ones((1, len(seeds))))
-    i_a, j_a = np.unravel_index(index_a[0], grid_a.errors.shape[1:])
-    i_b, j_b = np.unravel_index(index_b[0], grid_b.errors.shape[1:])
-    nan = float("nan")
-    ci_rel = ci_diff = (nan, nan)
+    best_a, best_b = (float(err_a[0]), *grid_a.cell(index_a[0])), (float(err_b[0]), *grid_b.cell(index_b[0]))
+    ci_rel = ci_diff = (float("nan"),) * 2
     drawn = valid = 0
     if len(seeds) < 2:
         reason = "one seed: no bootstrap over seeds, no interval"
@@ -411,110 +406,82 @@ def improvement(
         *ci_rel, valid = _percentile_ci(boot_rel, confidence)
         *ci_diff, _ = _percentile_ci(boot_diff, confidence)
         reason = "" if valid else "no resample had runs of both variants"
-    return Improvement(
-        baseline,
-        candidate,
-        float(err_a[0]),
-        float(grid_a.lrs[i_a]),
-        float(grid_a.wds[j_a]),
-        float(err_b[0]),
-        float(grid_b.lrs[i_b]),
-        float(grid_b.wds[j_b]),
-        float(relative[0]),
-        ci_rel[0],
-        ci_rel[1],
-        float(difference[0]),
-        ci_diff[0],
-        ci_diff[1],
-        len(seeds),
-        drawn,
-        valid,
-        reason,
-    )
+    estimates = (float(relative[0]), *ci_rel, float(difference[0]), *ci_diff)
+    return Improvement(baseline, candidate, *best_a, *best_b, *estimates, len(seeds), drawn, valid, reason)
 
 
-def improvement_table(
-    runs: pd.DataFrame,
-    pairs: Iterable[tuple[str, str]],
-    *,
-    n_boot: int = N_BOOT,
-    confidence: float = CONFIDENCE,
-    seed: int = BOOT_SEED,
-) -> pd.DataFrame:
-    """One row per ``(baseline, candidate)`` pair (e.g. Adam-L2 and AdamW of one schedule):
-    the fields of :class:`Improvement` as columns."""
-    rows = [asdict(improvement(runs, a, b, n_boot=n_boot, confidence=confidence, seed=seed)) for a, b in pairs]
+def improvement_table(runs: pd.DataFrame, pairs: Iterable[tuple[str, str]], **options) -> pd.DataFrame:
+    """One row per ``(baseline, candidate)`` pair (e.g. Adam-L2 and AdamW of one schedule): the
+    fields of :class:`Improvement` as columns. ``options`` go to :func:`improvement`."""
+    rows = [asdict(improvement(runs, a, b, **options)) for a, b in pairs]
     return pd.DataFrame(rows, columns=list(Improvement.__dataclass_fields__))
 
 
 # ---------------------------------------------------------------------------
-# One row per variant
+# One row per variant: the summary table
 # ---------------------------------------------------------------------------
 
 VARIANT_COLUMNS = [
     "variant",
+    "n_runs",
+    "n_diverged",
+    "n_seeds",
     "best_test_error",
     "best_lr",
     "best_weight_decay",
+    "best_on_border",
     "slope",
     "slope_ci_low",
     "slope_ci_high",
     "slope_rows",
     "slope_rows_at_edge",
-    "n_seeds",
     "noise_floor",
     "slope_reason",
 ]
 
 
-def variant_statistics(
-    runs: pd.DataFrame,
-    *,
-    abs_margin: float = ABS_MARGIN,
-    rel_margin: float = REL_MARGIN,
-    min_rows: int = MIN_ROWS,
-    n_boot: int = N_BOOT,
-    confidence: float = CONFIDENCE,
-    seed: int = BOOT_SEED,
-) -> pd.DataFrame:
-    """One row per variant (sorted by name), columns ``VARIANT_COLUMNS``:
+def best_cell(runs: pd.DataFrame, variant: str) -> tuple[float, float, float]:
+    """The variant's best cell, ``(lr, weight_decay, seed-mean test error)``: the lowest seed mean
+    of its heatmap, ties to the smallest lr, then the smallest weight decay."""
+    grid = _grid(runs, variant)
+    index, error = _best_cell(grid.seed_means())
+    return *grid.cell(index[0]), float(error[0])
 
-    * ``best_test_error``, ``best_lr``, ``best_weight_decay``: the heatmap's best cell,
-      the one with the lowest seed mean (ties to smallest lr, then weight decay).
-    * ``slope``, ``slope_ci_low``, ``slope_ci_high``, ``slope_rows``,
-      ``slope_rows_at_edge``, ``slope_reason``: :func:`best_lambda_slope`.
+
+def variant_statistics(runs: pd.DataFrame, **options) -> pd.DataFrame:
+    """The summary table (``tables/summary.csv``): one row per variant (sorted by name), columns
+    ``VARIANT_COLUMNS``:
+
+    * ``n_runs``, ``n_diverged``: runs of the variant, and those that diverged.
     * ``n_seeds``: distinct seeds of the variant.
+    * ``best_test_error``, ``best_lr``, ``best_weight_decay``: :func:`best_cell`;
+      ``best_on_border``: it lies on the grid's edge (smallest or largest lr or weight decay).
+    * ``slope``, ``slope_ci_low``, ``slope_ci_high``, ``slope_rows``,
+      ``slope_rows_at_edge``, ``slope_reason``: :func:`best_lambda_slope`, given ``options``.
     * ``noise_floor``: :func:`noise_floor`, the median per-cell seed standard deviation.
     """
     _check(runs)
     floors = noise_floor(runs)
     rows = []
-    for variant in sorted(runs["variant"].unique()):
-        grid = _grid(runs, variant)
-        index, error = _best_cell(grid.means(np.ones((1, len(grid.seeds)))))
-        i, j = np.unravel_index(index[0], grid.errors.shape[1:])
-        est = best_lambda_slope(
-            runs,
-            variant,
-            abs_margin=abs_margin,
-            rel_margin=rel_margin,
-            min_rows=min_rows,
-            n_boot=n_boot,
-            confidence=confidence,
-            seed=seed,
-        )
+    for variant, sub in runs.groupby("variant", sort=True):
+        lr, wd, error = best_cell(sub, variant)
+        est = best_lambda_slope(sub, variant, **options)
         rows.append(
             {
                 "variant": variant,
-                "best_test_error": float(error[0]),
-                "best_lr": float(grid.lrs[i]),
-                "best_weight_decay": float(grid.wds[j]),
+                "n_runs": len(sub),
+                "n_diverged": int(sub["status"].eq("diverged").sum()),
+                "n_seeds": est.n_seeds,
+                "best_test_error": error,
+                "best_lr": lr,
+                "best_weight_decay": wd,
+                "best_on_border": lr in (sub["lr"].min(), sub["lr"].max())
+                or wd in (sub["weight_decay"].min(), sub["weight_decay"].max()),
                 "slope": est.slope,
                 "slope_ci_low": est.ci_low,
                 "slope_ci_high": est.ci_high,
                 "slope_rows": est.n_rows,
                 "slope_rows_at_edge": est.n_rows_at_edge,
-                "n_seeds": est.n_seeds,
                 "noise_floor": floors[variant],
                 "slope_reason": est.reason,
             }

@@ -51,7 +51,8 @@ def shard_specs(wildcards):
 def output_files():
     out = EXP.outputs(RESULTS)
     return [
-        out["summary"],
+        *out["summary"],
+        *out["improvements"],
         *out["memory"],
         *[p for paths in out["heatmaps"].values() for p in paths],
         *out["learning_curves"],
