@@ -47,6 +47,7 @@ def make_record(
             "factored": False,
             "momentum": "gradient",
             "beta1": 0.9,
+            "second_moment": True,
             "beta2": 0.999,
             "beta2_decay": None,
             "eps": 1e-8,

@@ -33,7 +33,7 @@ def test_every_run_spec_of_every_preset_is_valid(preset):
 
 def test_quick_grids_are_11_by_12_powers_of_two():
     exp = load_experiment(config("quick"))
-    assert len(exp.variants) == 17
+    assert len(exp.variants) == 19
     for variant in exp.variants:
         lrs, decays = exp.grid(variant)
         assert (len(lrs), len(decays)) == (11, 12)

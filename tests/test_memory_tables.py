@@ -25,6 +25,8 @@ VARIANTS = {
     "adafactor_momentum": {"base": "Adafactor", "beta1": 0.9},
     "adamw_factored": {"base": "AdamW", "beta1": 0.0, **FACTORED},
     "adamw_factored_momentum": {"base": "AdamW", "beta1": 0.9, **FACTORED},
+    "sgd": {"label": "SGD", "base": "SGD"},
+    "sgdw": {"label": "SGDW", "base": "SGD", "weight_decay_mode": "decoupled"},
 }
 CNN = {"cnn": REGISTRY["cnn"]}
 CNN_STATE = {"adamw": 41680, "adafactor": 7080}  # the CNN's predicted state: 2 x 20840 parameter bytes; factored
@@ -71,6 +73,12 @@ def test_adam_state_is_twice_the_parameters_and_momentum_adds_half(table):
     for momentum, factored in (("adafactor_momentum", "adafactor"), ("adamw_factored_momentum", "adamw_factored")):
         assert ratios.loc[momentum].to_numpy() == pytest.approx(0.5 + ratios.loc[factored].to_numpy())
     assert table.loc["adamw_factored"].drop("label").equals(table.loc["adafactor"].drop("label"))
+
+
+def test_sgd_keeps_one_momentum_buffer_per_parameter(table):
+    for variant in ("sgd", "sgdw"):
+        assert table.loc[variant].filter(like=" bytes").equals(table.loc["parameters"].filter(like=" bytes"))
+        assert (table.loc[variant].filter(like="ratio to Adam") == 0.5).all()
 
 
 def test_labels_default_to_the_variant_name(table):

@@ -5,7 +5,7 @@ import itertools
 import pytest
 import torch
 
-from optbench.optim import Adafactor, AdamW, AdaptiveOptimizer, predicted_state_bytes, state_bytes
+from optbench.optim import SGD, Adafactor, AdamW, AdaptiveOptimizer, predicted_state_bytes, state_bytes
 
 SHAPES = [(7,), (5, 3), (4, 3, 3, 3)]  # bias, linear, conv
 
@@ -75,6 +75,87 @@ def test_float32_parity_with_torch_adamw():
     assert_close_lists(ours, theirs, rtol=1e-5, atol=1e-6)
 
 
+def small_model(dtype=torch.float64):
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(5, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3)).to(dtype)
+
+
+def train(model, opt, steps, scheduler=None, each_step=None):
+    """``steps`` steps of cross-entropy on fixed random batches, the same for every call."""
+    g = torch.Generator().manual_seed(5)
+    for i in range(steps):
+        x = torch.randn(16, 5, dtype=next(model.parameters()).dtype, generator=g)
+        y = torch.randint(0, 3, (16,), generator=g)
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        if each_step:
+            each_step(i)
+        opt.step()
+        if scheduler:
+            scheduler.step()
+    return list(model.parameters())
+
+
+@pytest.mark.parametrize("momentum,wd", [(0.9, 0.05), (0.9, 0.0), (0.0, 0.05)])
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 1e-6)])
+def test_sgd_matches_torch_sgd_under_a_scheduler(momentum, wd, dtype, tol):
+    ours, theirs = small_model(dtype), small_model(dtype)
+    opts = (
+        SGD(ours.parameters(), lr=0.5, momentum=momentum, weight_decay=wd),
+        torch.optim.SGD(theirs.parameters(), lr=0.5, momentum=momentum, weight_decay=wd, foreach=True),
+    )
+    schedulers = [torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=12) for opt in opts]
+    assert_close_lists(
+        train(ours, opts[0], 12, schedulers[0]), train(theirs, opts[1], 12, schedulers[1]), rtol=0, atol=tol
+    )
+    for p, q in zip(ours.parameters(), theirs.parameters()):
+        if momentum:
+            torch.testing.assert_close(opts[0].state[p]["momentum_buffer"], opts[1].state[q]["momentum_buffer"])
+
+
+def test_sgdw_decay_is_eta_times_lambda_times_x():
+    """SGDW (Loshchilov & Hutter, Algorithm 1): X_t = X_{t-1} - lr_t b_t - eta_t lambda X_{t-1}, no lambda in b_t."""
+    lr, lam, mu = 0.3, 0.2, 0.9
+    model = small_model()
+    expected = [p.detach().clone() for p in model.parameters()]
+    opt = SGD(model.parameters(), lr=lr, momentum=mu, weight_decay=lam, weight_decay_mode="decoupled")
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=10)
+    buffers = [torch.zeros_like(x) for x in expected]
+    decays = []
+
+    def by_hand(_):
+        lr_t = opt.param_groups[0]["lr"]
+        eta = lr_t / lr
+        decays.append(eta * lam)
+        for i, p in enumerate(model.parameters()):
+            buffers[i] = mu * buffers[i] + p.grad
+            expected[i] = expected[i] - lr_t * buffers[i] - eta * lam * expected[i]
+
+    assert_close_lists(train(model, opt, 10, sched, by_hand), expected, rtol=0, atol=1e-12)
+    assert decays[0] == lam and 0 < decays[-1] < 0.03 * lam  # eta_t follows the cosine down
+    for p, b in zip(model.parameters(), buffers):
+        torch.testing.assert_close(opt.state[p]["momentum_buffer"], b, rtol=0, atol=1e-12)
+
+
+def test_sgdw_decay_is_not_scaled_by_lr_and_stays_out_of_the_buffer():
+    x = torch.ones(3, dtype=torch.float64)
+    opt = SGD([x], lr=0.1, weight_decay=0.2, weight_decay_mode="decoupled")
+    torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 0.25)
+    x.grad = torch.zeros(3, dtype=torch.float64)  # b = 0: only the decay moves X
+    opt.step()
+    torch.testing.assert_close(x, torch.full((3,), 1.0 - 0.25 * 0.2, dtype=torch.float64))
+    assert torch.equal(opt.state[x]["momentum_buffer"], torch.zeros(3, dtype=torch.float64))
+
+
+def test_sgd_l2_is_in_the_buffer():
+    x = torch.ones(3, dtype=torch.float64)
+    opt = SGD([x], lr=0.1, weight_decay=0.2)
+    x.grad = torch.zeros(3, dtype=torch.float64)
+    opt.step()  # b_1 = G + lambda X = 0.2
+    torch.testing.assert_close(opt.state[x]["momentum_buffer"], torch.full((3,), 0.2, dtype=torch.float64))
+    torch.testing.assert_close(x, torch.full((3,), 1.0 - 0.1 * 0.2, dtype=torch.float64))
+
+
 # --- every combination of switches against a per-tensor reference written from the spec -----
 
 
@@ -89,21 +170,28 @@ def reference_step(x, g, state, hp, t, eta):
         g = g + hp["weight_decay"] * x_prev
     beta2_t = hp["beta2"] if hp["beta2_decay"] is None else 1 - t ** (-hp["beta2_decay"])
     g2 = g * g + hp["eps1"]
-    if hp["factored"] and x.ndim >= 2:
+    if not hp["second_moment"]:
+        v = None
+    elif hp["factored"] and x.ndim >= 2:
         state["r"] = beta2_t * state.get("r", 0) + (1 - beta2_t) * g2.mean(-1)
         state["c"] = beta2_t * state.get("c", 0) + (1 - beta2_t) * g2.mean(-2)
         v = state["r"].unsqueeze(-1) * state["c"].unsqueeze(-2) / state["r"].mean(-1)[..., None, None]
     else:
         state["v"] = beta2_t * state.get("v", 0) + (1 - beta2_t) * g2
         v = state["v"]
-    if hp["beta2_decay"] is None:
+    if v is not None and hp["beta2_decay"] is None:
         v = v / (1 - hp["beta2"] ** t)
     beta1 = hp["beta1"]
     if hp["momentum"] == "gradient" and beta1 > 0:
         state["m"] = beta1 * state.get("m", 0) + (1 - beta1) * g
-        u = state["m"] / (1 - beta1**t) / (v.sqrt() + hp["eps"])
+        u = state["m"] / (1 - beta1**t)
+    elif hp["momentum"] == "heavy_ball" and beta1 > 0:
+        state["b"] = beta1 * state.get("b", 0) + g  # torch.optim.SGD's buffer: b_1 = G_1
+        u = state["b"]
     else:
-        u = g / (v.sqrt() + hp["eps"])
+        u = g
+    if v is not None:
+        u = u / (v.sqrt() + hp["eps"])
     if hp["clip_threshold"] is not None:
         u = u / max(1.0, rms(u).item() / hp["clip_threshold"])
     lr = hp["lr"] * eta
@@ -116,26 +204,31 @@ def reference_step(x, g, state, hp, t, eta):
     return x_prev - s - rate * x_prev
 
 
-SWITCHES = list(
-    itertools.product(
+SWITCHES = [
+    combination
+    for combination in itertools.product(
+        [True, False],  # second_moment
         ["decoupled", "torch", "l2"],  # weight_decay_mode
         [False, True],  # factored
-        ["gradient", "update"],  # momentum
+        ["gradient", "update", "heavy_ball"],  # momentum
         [0.0, 0.9],  # beta1
         [None, 0.8],  # beta2_decay
         [None, 1.0],  # clip_threshold
         [False, True],  # relative_step
     )
-)
+    # without a second moment, factored and beta2_decay have nothing to act on
+    if combination[0] or (not combination[2] and combination[5] is None)
+]
 
 
-@pytest.mark.parametrize("mode,factored,momentum,beta1,beta2_decay,clip,relative", SWITCHES)
-def test_every_combination_matches_reference(mode, factored, momentum, beta1, beta2_decay, clip, relative):
+@pytest.mark.parametrize("second,mode,factored,momentum,beta1,beta2_decay,clip,relative", SWITCHES)
+def test_every_combination_matches_reference(second, mode, factored, momentum, beta1, beta2_decay, clip, relative):
     hp = dict(
         lr=0.05,
         weight_decay=0.1,
         weight_decay_mode=mode,
         beta1=beta1,
+        second_moment=second,
         beta2=0.99,
         beta2_decay=beta2_decay,
         eps=1e-8,
@@ -305,6 +398,9 @@ def test_state_dict_round_trip_continues_identically():
 # --- state shapes and bytes ----------------------------------------------------------------------
 
 OPTIMIZERS = {
+    "sgd": (SGD, {}, {"momentum_buffer"}, {"momentum_buffer"}),
+    "sgdw": (SGD, {"weight_decay_mode": "decoupled"}, {"momentum_buffer"}, {"momentum_buffer"}),
+    "sgd_no_momentum": (SGD, {"momentum": 0.0}, set(), set()),
     "adamw": (AdamW, {}, {"exp_avg", "exp_avg_sq"}, {"exp_avg", "exp_avg_sq"}),
     "adam_l2": (AdamW, {"weight_decay_mode": "l2"}, {"exp_avg", "exp_avg_sq"}, {"exp_avg", "exp_avg_sq"}),
     "adamw_factored": (
@@ -353,6 +449,8 @@ def test_factored_prediction_formula():
     opt = Adafactor([p])
     assert predicted_state_bytes(opt) == 3 * 2 * (100 + 40) * 4
     assert predicted_state_bytes(AdamW([p])) == 2 * p.numel() * 4
+    assert predicted_state_bytes(SGD([p])) == p.numel() * 4  # one momentum buffer
+    assert predicted_state_bytes(SGD([p], momentum=0.0)) == 0
 
 
 # --- bad input -----------------------------------------------------------------------------------
@@ -381,6 +479,23 @@ def test_factored_prediction_formula():
 def test_bad_settings_name_the_argument(kwargs, name):
     with pytest.raises(ValueError, match=rf"^{name}:"):
         AdamW([torch.zeros(2)], **kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs,name",
+    [
+        ({"momentum": 1.0}, "momentum"),
+        ({"momentum": -0.1}, "momentum"),
+        ({"momentum": "heavy_ball"}, "momentum"),
+        ({"weight_decay": -0.1}, "weight_decay"),
+        ({"weight_decay_mode": "sgdw"}, "weight_decay_mode"),
+        ({"second_moment": "no"}, "second_moment"),
+        ({"nesterov": True}, "nesterov"),
+    ],
+)
+def test_bad_sgd_settings_name_the_argument(kwargs, name):
+    with pytest.raises(ValueError, match=rf"^{name}:"):
+        SGD([torch.zeros(2)], **kwargs)
 
 
 def test_bad_group_setting_is_rejected():

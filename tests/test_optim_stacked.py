@@ -4,7 +4,7 @@ import pytest
 import torch
 from test_optim import SHAPES, make_params
 
-from optbench.optim import Adafactor, AdamW, predicted_state_bytes, state_bytes
+from optbench.optim import SGD, Adafactor, AdamW, predicted_state_bytes, state_bytes
 
 K = 4
 LRS = [1e-3, 3e-3, 1e-2, 0.5]
@@ -21,6 +21,9 @@ VARIANTS = {
         {"factored": True, "clip_threshold": 1.0, "relative_step": True, "betas": (0.0, 0.999)},
     ),
     "adamw_factored_momentum_clip_relative": (AdamW, {"factored": True, "clip_threshold": 1.0, "relative_step": True}),
+    "sgd_l2": (SGD, {}),
+    "sgdw": (SGD, {"weight_decay_mode": "decoupled"}),
+    "sgd_no_momentum": (SGD, {"momentum": 0.0}),
 }
 
 MULTIPLIERS = [1.0, 0.7, 0.2, 0.05, 1.0, 0.5]  # a schedule, set as torch's schedulers set it

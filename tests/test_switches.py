@@ -12,7 +12,7 @@ import torch
 import yaml
 
 from optbench.experiment import load_experiment
-from optbench.optim import Adafactor, AdamW, AdaptiveOptimizer, make_optimizer
+from optbench.optim import SGD, Adafactor, AdamW, AdaptiveOptimizer, make_optimizer
 from optbench.spec import OptimizerSpec, RunSpec
 from optbench.switches import BASES, RENAMED, SWITCHES, defaults, resolve
 
@@ -67,7 +67,8 @@ def test_signature_defaults_come_from_the_table():
     sig = inspect.signature(AdamW).parameters
     assert sig["betas"].default == (adamw["beta1"], adamw["beta2"]) and sig["eps"].default == adamw["eps"]
     assert inspect.signature(Adafactor).parameters["beta1"].default == adafactor["beta1"]
-    for cls, base in ((AdaptiveOptimizer, "AdamW"), (AdamW, "AdamW"), (Adafactor, "Adafactor")):
+    assert inspect.signature(SGD).parameters["momentum"].default == defaults("SGD")["beta1"]
+    for cls, base in ((AdaptiveOptimizer, "AdamW"), (AdamW, "AdamW"), (Adafactor, "Adafactor"), (SGD, "SGD")):
         group = cls([torch.zeros(2)]).param_groups[0]
         assert {k: group[k] for k in SWITCHES} == defaults(base)
 
@@ -76,6 +77,24 @@ def test_signature_defaults_come_from_the_table():
 def test_make_optimizer_fills_the_base_defaults(base):
     group = make_optimizer(base, [torch.zeros(2)], lr=0.1, weight_decay=0.0, switches={"beta1": 0.5}).param_groups[0]
     assert {k: group[k] for k in SWITCHES} == {**defaults(base), "beta1": 0.5}
+
+
+def test_sgd_is_torchs_sgd_in_the_table():
+    sgd = defaults("SGD")
+    assert (sgd["weight_decay_mode"], sgd["beta1"], sgd["second_moment"], sgd["momentum"]) == (
+        "l2",
+        0.9,
+        False,
+        "heavy_ball",
+    )
+    assert sgd["clip_threshold"] is None and not sgd["relative_step"] and not sgd["factored"]
+
+
+def test_every_switch_has_one_default_per_base():
+    with pytest.raises(ValueError, match=r"^beta9: needs one default per base \(AdamW, Adafactor, SGD\)"):
+        type(SWITCHES["beta1"])("beta9", float, (0.9, 0.0), "too few defaults")
+    with pytest.raises(ValueError, match=r"^beta9: must be "):
+        type(SWITCHES["beta1"])("beta9", float, (0.9, 0.0, 2.0), "a default out of range", exclusive_maximum=1.0)
 
 
 @pytest.mark.parametrize(
@@ -92,6 +111,8 @@ def test_make_optimizer_fills_the_base_defaults(base):
         ("clip_threshold", 0),
         ("weight_decay_mode", "l1"),
         ("momentum", "nesterov"),
+        ("second_moment", 0),
+        ("second_moment", None),
         ("factored", 1),
         ("relative_step", None),
         ("beta1", True),
@@ -102,13 +123,18 @@ def test_bad_values_name_the_switch_everywhere(name, value):
         SWITCHES[name].check(value)
     with pytest.raises(ValueError, match=rf"^{name}: must be "):
         AdaptiveOptimizer([torch.zeros(2)], **{name: value})
-    with pytest.raises(ValueError, match=rf"^optimizer\.{name}: must be "):
-        OptimizerSpec.from_dict({"base": "AdamW", name: value})
+    for base in BASES:
+        with pytest.raises(ValueError, match=rf"^optimizer\.{name}: must be "):
+            OptimizerSpec.from_dict({"base": base, name: value})
+        with pytest.raises(ValueError, match=rf"^{name}: must be "):
+            make_optimizer(base, [torch.zeros(2)], lr=0.1, weight_decay=0.0, switches={name: value})
 
 
 def test_unknown_base_or_switch():
-    with pytest.raises(ValueError, match=r"^optimizer\.base: unknown base optimizer 'SGD'"):
-        OptimizerSpec.from_dict({"base": "SGD"})
+    with pytest.raises(
+        ValueError, match=r"^optimizer\.base: unknown base optimizer 'Lion'; allowed: AdamW, Adafactor, SGD"
+    ):
+        OptimizerSpec.from_dict({"base": "Lion"})
     with pytest.raises(ValueError, match=r"^nesterov: unknown optimizer switch"):
         AdaptiveOptimizer([torch.zeros(2)], nesterov=True)
 
@@ -133,7 +159,27 @@ def test_the_config_check_imports_no_torch():
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT / "src")
 
 
-def test_docs_list_every_switch_in_table_order():
-    lines = (ROOT / "docs/optimizer.md").read_text().split("| switch | values |", 1)[1].splitlines()[2:]
-    rows = [line.split("|")[1].strip().strip("`") for line in lines[: lines.index("")]]
-    assert rows == list(SWITCHES)
+def doc_value(cell: str):
+    """A default as docs/optimizer.md writes it: "text", None, True, False or a number."""
+    cell = cell.strip()
+    if cell.startswith('"'):
+        return cell.strip('"')
+    return {"None": None, "True": True, "False": False}.get(cell, cell)
+
+
+def test_docs_list_every_switch_and_its_defaults_in_table_order():
+    text = (ROOT / "docs/optimizer.md").read_text()
+    table = text.split("| switch | values |", 1)[1]
+    columns = table.splitlines()[0].split("|")[:-2]  # the bases, then "meaning"
+    assert [c.strip().strip("`") for c in columns] == list(BASES)
+    lines = table.splitlines()[2:]
+    cells = [line.split("|")[1:-1] for line in lines[: lines.index("")]]
+    assert [row[0].strip().strip("`") for row in cells] == list(SWITCHES)
+    for row in cells:
+        switch = SWITCHES[row[0].strip().strip("`")]
+        for base, cell in zip(BASES, row[2 : 2 + len(BASES)]):
+            value = doc_value(cell)
+            expected = switch.default(base)
+            if isinstance(value, str) and switch.type is float:
+                value = float(value)
+            assert value == expected, (switch.name, base, cell)

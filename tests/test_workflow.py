@@ -168,7 +168,16 @@ def merge(base: dict, override: dict) -> None:
 def test_config_matches_the_variant_table():
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
     variants = config["variants"]
-    assert len(variants) == 3 + 8 + 2 + 4
+    assert len(variants) == 3 + 8 + 2 + 4 + 2
+    sgd = {name: v for name, v in variants.items() if v["optimizer"]["base"] == "SGD"}
+    assert {name: (v["optimizer"], v["schedule"]) for name, v in sgd.items()} == {
+        "sgd_l2_cosine": ({"base": "SGD"}, "cosine"),
+        "sgdw_cosine": ({"base": "SGD", "weight_decay_mode": "decoupled"}, "cosine"),
+    }
+    assert config["figures"]["sgd_vs_adam"]["panels"] == [
+        ["sgd_l2_cosine", "sgdw_cosine"],
+        ["adam_l2_cosine", "adamw_cosine"],
+    ]
     plain = [v for v in variants.values() if v["optimizer"] == {"base": "AdamW"}]
     adamw = [v for v in plain if not v.get("normalized_weight_decay")]
     normalized = [v for v in plain if v.get("normalized_weight_decay")]

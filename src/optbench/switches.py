@@ -1,8 +1,9 @@
 """The optimizer's switches: one table, the single place a switch is declared.
 
 Each :class:`Switch` has a name, the values it takes, its default in each base optimizer
-(``AdamW``, ``Adafactor``) and a one-line meaning. The optimizer's defaults and checks,
-its two bases, run specs and the config check read this table; ``tests/test_switches.py``
+(``AdamW``, ``Adafactor``, ``SGD``: one column each, in the order of :data:`BASES`) and a
+one-line meaning. The optimizer's defaults and checks, its bases, run specs and the config
+check read this table; ``tests/test_switches.py``
 keeps the optimizer blocks of both JSON schemas equal to it. Adding a switch touches the
 table, the piece that implements it (``optim/transforms.py``, wired in ``optim/optimizer.py``)
 and its test.
@@ -17,8 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-#: The base optimizers: each is a column of defaults in :data:`SWITCHES`.
-BASES = ("AdamW", "Adafactor")
+#: The base optimizers: each is a column of defaults in :data:`SWITCHES`, in this order.
+BASES = ("AdamW", "Adafactor", "SGD")
 
 #: Keys of the optimizer block that were renamed, and the new name each one points to.
 RENAMED = {
@@ -32,14 +33,13 @@ RENAMED = {
 class Switch:
     """One switch: its values (``type``, then ``choices`` or a range) and its default in each base.
 
-    The range uses JSON Schema's words; numbers must also be finite. ``nullable``: ``None``
-    turns the switch off.
+    ``defaults`` holds one default per base, in the order of :data:`BASES`. The range uses
+    JSON Schema's words; numbers must also be finite. ``nullable``: ``None`` turns the switch off.
     """
 
     name: str
     type: type  # bool, float or str
-    adamw: Any
-    adafactor: Any
+    defaults: tuple[Any, ...]  # one per base, in the order of BASES
     meaning: str
     choices: tuple[str, ...] = ()
     minimum: float | None = None
@@ -47,8 +47,14 @@ class Switch:
     exclusive_maximum: float | None = None
     nullable: bool = False
 
+    def __post_init__(self):
+        if len(self.defaults) != len(BASES):
+            raise ValueError(f"{self.name}: needs one default per base ({', '.join(BASES)}), got {self.defaults!r}")
+        for default in self.defaults:
+            self.check(default)
+
     def default(self, base: str) -> Any:
-        return {"AdamW": self.adamw, "Adafactor": self.adafactor}[base]
+        return self.defaults[BASES.index(base)]
 
     @property
     def allowed(self) -> str:
@@ -86,26 +92,35 @@ class Switch:
             raise ValueError(f"{self.name}: must be {self.allowed}, got {value!r}")
 
 
-#: Every switch, by name, in the order of a record's optimizer block.
+#: Every switch, by name, in the order of a record's optimizer block. Defaults: AdamW, Adafactor, SGD.
 SWITCHES: dict[str, Switch] = {
     s.name: s
     for s in (
         Switch(
             "weight_decay_mode",
             str,
-            "decoupled",
-            "decoupled",
+            ("decoupled", "decoupled", "l2"),
             "how lambda acts: X -= eta_t lambda X (decoupled, AdamW), X -= lr_t lambda X (torch), G += lambda X (l2)",
             choices=("decoupled", "torch", "l2"),
         ),
         Switch(
-            "beta1", float, 0.9, 0.0, "first-moment decay; 0 keeps no first moment", minimum=0.0, exclusive_maximum=1.0
+            "beta1",
+            float,
+            (0.9, 0.0, 0.9),
+            "first-moment decay (SGD's momentum mu); 0 keeps no first moment",
+            minimum=0.0,
+            exclusive_maximum=1.0,
+        ),
+        Switch(
+            "second_moment",
+            bool,
+            (True, True, False),
+            "divide by sqrt(V_hat) + eps; False: keep no V, U is the first moment (or G) itself",
         ),
         Switch(
             "beta2",
             float,
-            0.999,
-            0.999,
+            (0.999, 0.999, 0.999),
             "constant second-moment decay, bias-corrected; unused with beta2_decay",
             minimum=0.0,
             exclusive_maximum=1.0,
@@ -113,34 +128,42 @@ SWITCHES: dict[str, Switch] = {
         Switch(
             "beta2_decay",
             float,
-            None,
-            0.8,
+            (None, 0.8, None),
             "c in beta2_t = 1 - t^-c, no bias correction; None: constant beta2",
             exclusive_minimum=0.0,
             nullable=True,
         ),
-        Switch("eps", float, 1e-8, 0.0, "added to sqrt(V_hat)", minimum=0.0),
-        Switch("eps1", float, 0.0, 1e-30, "added to G^2 inside the second moment", minimum=0.0),
-        Switch("eps2", float, 1e-3, 1e-3, "floor on RMS(X) in the relative step", minimum=0.0),
-        Switch("factored", bool, False, True, "second moment as row and column averages for tensors with ndim >= 2"),
+        Switch("eps", float, (1e-8, 0.0, 1e-8), "added to sqrt(V_hat)", minimum=0.0),
+        Switch("eps1", float, (0.0, 1e-30, 0.0), "added to G^2 inside the second moment", minimum=0.0),
+        Switch("eps2", float, (1e-3, 1e-3, 1e-3), "floor on RMS(X) in the relative step", minimum=0.0),
+        Switch(
+            "factored",
+            bool,
+            (False, True, False),
+            "second moment as row and column averages for tensors with ndim >= 2",
+        ),
         Switch(
             "momentum",
             str,
-            "gradient",
-            "update",
-            "what the first moment averages: G (gradient, Adam) or the scaled update (update, Adafactor)",
-            choices=("gradient", "update"),
+            ("gradient", "update", "heavy_ball"),
+            "what the first moment averages: G (gradient, Adam), the scaled update (update, Adafactor), "
+            "or G in torch's buffer beta1 buf + G, no bias correction (heavy_ball, SGD)",
+            choices=("gradient", "update", "heavy_ball"),
         ),
         Switch(
             "clip_threshold",
             float,
-            None,
-            1.0,
+            (None, 1.0, None),
             "d in U / max(1, RMS(U) / d); None: no clipping",
             exclusive_minimum=0.0,
             nullable=True,
         ),
-        Switch("relative_step", bool, False, True, "step size max(eps2, RMS(X)) min(lr_t, 1/sqrt(t)) instead of lr_t"),
+        Switch(
+            "relative_step",
+            bool,
+            (False, True, False),
+            "step size max(eps2, RMS(X)) min(lr_t, 1/sqrt(t)) instead of lr_t",
+        ),
     )
 }
 

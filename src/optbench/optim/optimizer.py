@@ -1,4 +1,4 @@
-r"""One optimizer for the AdamW / Adafactor family, composed from :mod:`.transforms`."""
+r"""One optimizer for the AdamW / Adafactor / SGD family, composed from :mod:`.transforms`."""
 
 from __future__ import annotations
 
@@ -14,13 +14,16 @@ from ..switches import defaults as switch_defaults
 from .transforms import (
     FactoredSecondMoment,
     FullSecondMoment,
+    NoSecondMoment,
     Scalar,
     add_l2_gradient,
     beta2_schedule,
     clip_by_block_rms,
     decay_weights,
     gradient_momentum,
+    heavy_ball_momentum,
     per_tensor,
+    raw_direction,
     relative_step_size,
     rms_direction,
     update_momentum,
@@ -28,9 +31,12 @@ from .transforms import (
 
 PER_MODEL_SETTINGS = ("lr", "weight_decay")  # may be (K,) tensors in a stacked group
 
+#: The state key of the first moment, by ``momentum`` kind.
+MOMENTUM_STATE = {"gradient": "exp_avg", "update": "update_avg", "heavy_ball": "momentum_buffer"}
+
 
 class AdaptiveOptimizer(torch.optim.Optimizer):
-    r"""Adam, AdamW, Adafactor and their combinations behind one set of switches.
+    r"""Adam, AdamW, Adafactor, SGD with momentum and their combinations behind one set of switches.
 
     For a parameter :math:`X` with gradient :math:`G`, its own step count :math:`t`
     (from 1), and the group's current learning rate :math:`\mathrm{lr}_t`, weight decay
@@ -49,6 +55,10 @@ class AdaptiveOptimizer(torch.optim.Optimizer):
         &U = \hat m_t / (\sqrt{\hat V_t} + \epsilon),\ \hat m_t = \frac{m_t}{1-\beta_1^t},\
             m_t = \beta_1 m_{t-1} + (1-\beta_1) G           && \text{momentum = "gradient"} \\
         &U = G / (\sqrt{\hat V_t} + \epsilon)               && \text{momentum = "update"} \\
+        &U = b_t / (\sqrt{\hat V_t} + \epsilon),\ b_t = \beta_1 b_{t-1} + G,\ b_0 = 0
+                                                           && \text{momentum = "heavy\_ball"} \\
+        &\text{no } V_t;\ U = \hat m_t,\ G \text{ or } b_t \text{ (no division, no } \epsilon)
+                                                           && \text{second\_moment = False} \\
         &\hat U = U / \max(1, \mathrm{RMS}(U) / d)          && \text{clip\_threshold} = d \\
         &\alpha_t = \mathrm{lr}_t \text{ or } \max(\epsilon_2, \mathrm{RMS}(X_{t-1}))
             \min(\mathrm{lr}_t, 1/\sqrt t)                  && \text{relative\_step} \\
@@ -66,7 +76,7 @@ class AdaptiveOptimizer(torch.optim.Optimizer):
             not multiplied by the learning rate), ``"torch"`` (:math:`X \mathrel{*}= 1 - \mathrm{lr}_t\lambda`,
             as ``torch.optim.AdamW``) or ``"l2"`` (Adam with L2 regularization, :math:`G \mathrel{+}= \lambda X`).
         **switches: any switch of :data:`optbench.switches.SWITCHES` by name (``weight_decay_mode``,
-            ``beta1``, ``beta2``, ``beta2_decay``, ``eps``, ``eps1``, ``eps2``, ``factored``,
+            ``beta1``, ``second_moment``, ``beta2``, ``beta2_decay``, ``eps``, ``eps1``, ``eps2``, ``factored``,
             ``momentum``, ``clip_threshold``, ``relative_step``); each one missing takes its
             AdamW default from that table. ``factored`` keeps row and column averages for tensors
             with ``ndim >= 2`` (last two dims; leading dims are a batch); smaller tensors keep a
@@ -82,7 +92,8 @@ class AdaptiveOptimizer(torch.optim.Optimizer):
     alone.
 
     State per parameter: ``step`` (an int), ``exp_avg_sq`` or ``exp_avg_sq_row`` and
-    ``exp_avg_sq_col``, and ``exp_avg`` ("gradient") or ``update_avg`` ("update") when
+    ``exp_avg_sq_col`` (none without ``second_moment``), and ``exp_avg`` ("gradient"),
+    ``update_avg`` ("update") or ``momentum_buffer`` ("heavy_ball", torch's name) when
     :math:`\beta_1 > 0`.
     """
 
@@ -110,8 +121,7 @@ class AdaptiveOptimizer(torch.optim.Optimizer):
             state["step"] = 0
             state.update(second_moment(group, p).init(p))
             if group["beta1"] > 0:
-                key = "exp_avg" if group["momentum"] == "gradient" else "update_avg"
-                state[key] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                state[MOMENTUM_STATE[group["momentum"]]] = torch.zeros_like(p, memory_format=torch.preserve_format)
         state["step"] += 1
         return state
 
@@ -138,7 +148,10 @@ class AdaptiveOptimizer(torch.optim.Optimizer):
 
 
 def second_moment(group: dict, p: Tensor) -> type:
-    """The second-moment piece a parameter gets: factored only for (each model's) tensors with ndim >= 2."""
+    """The second-moment piece a parameter gets: none without ``second_moment``, factored only for
+    (each model's) tensors with ndim >= 2."""
+    if not group["second_moment"]:
+        return NoSecondMoment
     return FactoredSecondMoment if group["factored"] and p.ndim - group["stacked"] >= 2 else FullSecondMoment
 
 
@@ -150,13 +163,18 @@ def _step_bucket(
     if mode == "l2" and (isinstance(lam, Tensor) or lam):
         grads = add_l2_gradient(grads, params, lam)
 
-    beta2_t, correction = beta2_schedule(t, group["beta2"], group["beta2_decay"])
-    v = moment.update(states, grads, beta2_t, group["eps1"])
-
     num, coef = grads, 1.0
     if group["momentum"] == "gradient" and beta1 > 0:
         num, coef = gradient_momentum(states, grads, beta1, t)
-    direction = rms_direction(num, v, correction, group["eps"], v_is_state=moment is FullSecondMoment, coef=coef)
+    elif group["momentum"] == "heavy_ball" and beta1 > 0:
+        num = heavy_ball_momentum(states, grads, beta1)
+
+    if moment is NoSecondMoment:
+        direction = raw_direction(num, coef)
+    else:
+        beta2_t, correction = beta2_schedule(t, group["beta2"], group["beta2_decay"])
+        v = moment.update(states, grads, beta2_t, group["eps1"])
+        direction = rms_direction(num, v, correction, group["eps"], v_is_state=moment is FullSecondMoment, coef=coef)
 
     if group["clip_threshold"] is not None:
         clip_by_block_rms(direction, group["clip_threshold"], stacked)

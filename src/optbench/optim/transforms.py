@@ -17,9 +17,10 @@ column                     piece
 =========================  ==========================================================
 ``weight_decay_mode``      :func:`add_l2_gradient`, :func:`decay_weights`
 second-moment decay        :func:`beta2_schedule`
-second moment ``factored`` :class:`FullSecondMoment`, :class:`FactoredSecondMoment`
-direction ``momentum``     :func:`gradient_momentum`, :func:`rms_direction`,
-                           :func:`update_momentum`
+second moment ``factored`` :class:`FullSecondMoment`, :class:`FactoredSecondMoment`,
+and ``second_moment``      :class:`NoSecondMoment`
+direction ``momentum``     :func:`gradient_momentum`, :func:`heavy_ball_momentum`,
+                           :func:`rms_direction`, :func:`raw_direction`, :func:`update_momentum`
 update clipping ``d``      :func:`clip_by_block_rms`
 step size                  :func:`per_tensor` (:math:`\alpha_t = \mathrm{lr}_t`), :func:`relative_step_size`
 =========================  ==========================================================
@@ -154,6 +155,19 @@ class FactoredSecondMoment:
         ]
 
 
+class NoSecondMoment:
+    r"""No second moment (``second_moment=False``, SGD): no state, and the direction is not
+    normalized (:func:`raw_direction` instead of :func:`rms_direction`)."""
+
+    @staticmethod
+    def numel(shape: torch.Size) -> int:
+        return 0
+
+    @staticmethod
+    def init(p: Tensor) -> dict[str, Tensor]:
+        return {}
+
+
 class Direction:
     r"""The update direction :math:`U = k \cdot N / D`, held as a fraction.
 
@@ -198,6 +212,23 @@ def gradient_momentum(states: list[dict], grads: list[Tensor], beta1: float, t: 
     m = [s["exp_avg"] for s in states]
     torch._foreach_lerp_(m, grads, 1.0 - beta1)
     return m, 1.0 / (1.0 - beta1**t)
+
+
+def heavy_ball_momentum(states: list[dict], grads: list[Tensor], mu: float) -> list[Tensor]:
+    r"""``torch.optim.SGD``'s momentum buffer :math:`b_t = \mu\, b_{t-1} + G_t`, :math:`b_1 = G_1`:
+    no :math:`(1 - \mu)` factor (dampening 0), no bias correction, not Nesterov.
+
+    The buffer starts at zero, so :math:`b_1 = \mu \cdot 0 + G_1 = G_1` exactly. Returns :math:`b_t`.
+    """
+    b = [s["momentum_buffer"] for s in states]
+    torch._foreach_mul_(b, mu)
+    torch._foreach_add_(b, grads)
+    return b
+
+
+def raw_direction(num: list[Tensor], coef: float = 1.0) -> Direction:
+    r"""No normalization (``second_moment=False``): :math:`U = k N`, the first moment or the gradient itself."""
+    return Direction(num, None, coef)
 
 
 def rms_direction(
