@@ -31,18 +31,27 @@ def test_every_run_spec_of_every_preset_is_valid(preset):
         assert all(s.preset == preset for s in specs)
 
 
-def test_quick_grids_are_11_by_12_powers_of_two():
+def test_quick_grids_are_11_by_12_factors_of_two_apart():
     exp = load_experiment(config("quick"))
     assert len(exp.variants) == 19
     for variant in exp.variants:
         lrs, decays = exp.grid(variant)
         assert (len(lrs), len(decays)) == (11, 12)
-        assert all(v == 2.0 ** round(math.log2(v)) for v in lrs + decays)
+        for axis in (lrs, decays):
+            assert all(math.isclose(b / a, 2.0) for a, b in zip(axis, axis[1:]))
+
+
+def test_the_relative_step_axis_holds_adafactors_default_cap():
+    exp = load_experiment(config("quick"))
+    assert 1e-2 in exp.grid("adafactor")[0]
 
 
 def test_axis_values():
     assert axis_values({"log2": [-2, 1]}) == [0.25, 0.5, 1.0, 2.0]
     assert axis_values({"values": [0, 1e-4]}) == [0.0, 1e-4]
+    assert axis_values({"log2": [-1, 1], "times": 0.01}) == [0.005, 0.01, 0.02]
+    with pytest.raises(ValueError, match=r"log2: \[2, 1\] is an empty range"):
+        axis_values({"log2": [2, 1]})
 
 
 def test_smoke_figures_drop_absent_variants():
@@ -64,3 +73,10 @@ def test_bad_references_are_named(change, message):
     change(c)
     with pytest.raises(ValueError, match=message):
         load_experiment(c)
+
+
+def test_a_reversed_log2_range_is_named():
+    cfg = config("quick")
+    cfg["presets"]["quick"]["grids"]["raw"]["weight_decay"] = {"log2": [-3, -14]}
+    with pytest.raises(ValueError, match=r"presets.quick.grids.raw.weight_decay.log2: \[-3, -14\] is an empty range"):
+        load_experiment(cfg)

@@ -87,11 +87,14 @@ class Experiment:
 
 
 def axis_values(axis: dict[str, Any]) -> list[float]:
-    """An axis given as ``{"values": [...]}`` or ``{"log2": [lo, hi]}`` (every power of two in between)."""
+    """An axis given as ``{"values": [...]}``, or ``{"log2": [lo, hi]}``: every power of two from 2^lo to 2^hi,
+    each multiplied by ``times`` when given (``{"log2": [-3, 7], "times": 0.01}`` holds 0.01 * 2^-3 ... 0.01 * 2^7)."""
     if "values" in axis:
         return [float(v) for v in axis["values"]]
     lo, hi = axis["log2"]
-    return [2.0**e for e in range(lo, hi + 1)]
+    if lo > hi:
+        raise ValueError(f"log2: [{lo}, {hi}] is an empty range; write [low, high]")
+    return [axis.get("times", 1.0) * 2.0**e for e in range(lo, hi + 1)]
 
 
 def load_experiment(config: dict[str, Any]) -> Experiment:
@@ -132,6 +135,12 @@ def load_experiment(config: dict[str, Any]) -> Experiment:
                 )
         if pair["baseline"] in variants and pair["candidate"] in variants:
             comparisons.append((pair["baseline"], pair["candidate"]))
+    for grid_name, grid in settings["grids"].items():
+        for axis in ("lr", "weight_decay"):
+            try:
+                axis_values(grid[axis])
+            except ValueError as err:
+                raise ValueError(f"presets.{name}.grids.{grid_name}.{axis}.{err}") from None
     return Experiment(name, settings, variants, figures, tuple(comparisons))
 
 
