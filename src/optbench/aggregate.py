@@ -2,7 +2,7 @@
 
 A *run record* is the JSON document one training run writes (see :mod:`optbench.records`).
 ``runs_table`` flattens records into ``runs.csv`` (dotted column names such as
-``optimizer.decay``; list values such as ``history`` stored as compact JSON);
+``optimizer.weight_decay_mode``; list values such as ``history`` stored as compact JSON);
 ``cell_table`` averages seeds per (variant, lr, weight_decay) cell, the value
 drawn in the heatmaps. Each variant's grid is condensed by :mod:`optbench.statistics`.
 """

@@ -1,4 +1,4 @@
-"""Seed-level statistics of the lr x weight-decay heatmaps (issue 11, point 4).
+"""Seed-level statistics of the lr x weight-decay heatmaps.
 
 Input everywhere is a runs table as :func:`optbench.aggregate.read_runs` returns it:
 one row per run with at least the columns ``variant``, ``lr``, ``weight_decay``,
