@@ -232,3 +232,15 @@ def test_unstackable_shard_falls_back_and_says_so(data_dir, monkeypatch, caplog)
     assert [r["timing"]["stacked_models"] for r in records] == [1, 1]
     assert [r["run_id"] for r in records] == [s.run_id for s in specs]
     assert sum("one at a time" in m for m in caplog.messages) == 1
+
+
+def test_stacked_batch_norm_needs_two_values_per_channel_in_training_as_torch_does():
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
+    x = torch.randn(1, 4)
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        model(x)
+    with pytest.raises(ValueError, match="more than 1 value per channel; got 1"):
+        StackedModels(model, 2)(x)
+    stacked = StackedModels(model, 2)
+    stacked.train(False)
+    assert stacked(x).shape == (2, 1, 2)  # eval mode uses the running statistics
