@@ -1,5 +1,7 @@
 # Reproduce AdamW and Adafactor: the variant table x grid -> runs -> tables and figures.
-# `snakemake --cores 8` runs the default preset; see README.md for the rest.
+# `snakemake --cores 8` trains the default preset into results/<preset>/; `snakemake figures` redraws the
+# committed reference, results/reference/<preset>/; `snakemake compare` checks the one against the other.
+# See README.md for the rest.
 
 
 configfile: "config.yaml"
@@ -13,6 +15,8 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/outputs.smk"
+include: "workflow/rules/report.smk"
+include: "workflow/rules/compare.smk"
 
 
 rule all:

@@ -80,8 +80,8 @@ def test_mnist1d_generation_leaves_global_rngs_alone(tmp_path):
 
 
 def test_interrupted_cache_write_leaves_no_file(tmp_path, monkeypatch):
-    def save_then_die(obj, path):
-        path.write_bytes(b"half a cache")
+    def save_then_die(obj, file):  # torch.save writes into a buffer, then the buffer goes to disk
+        file.write(b"half a cache")
         raise KeyboardInterrupt
 
     monkeypatch.setattr(torch, "save", save_then_die)
@@ -133,6 +133,17 @@ def test_mnist1d_drops_the_last_partial_training_batch(mnist1d_dir):
     assert len(torch.unique(rows, dim=0)) == 3900  # no example twice in an epoch
     test = list(bundle.test_batches())
     assert [len(y) for _, y in test] == [300, 300, 300, 100]
+
+
+def test_mnist1d_train_size_keeps_the_first_signals_and_the_whole_test_set(mnist1d_dir):
+    full = load_mnist1d(mnist1d_dir)
+    subset = load_data("mnist1d", data_dir=mnist1d_dir, batch_size=100, seed=0, options={"train_size": 1000})
+    assert (subset.n_train, subset.n_test, subset.steps_per_epoch) == (1000, 1000, 10)
+    cache = torch.load(mnist1d_dir / "mnist1d-5000.pt", weights_only=True)
+    rows = torch.cat([x for x, _ in subset.train_batches(0)]).flatten(1)
+    assert torch.equal(rows.sort(dim=0).values, cache["x"][:1000].sort(dim=0).values)
+    assert same_batches(list(subset.test_batches()), list(full.test_batches()))
+    assert os.listdir(mnist1d_dir) == ["mnist1d-5000.pt"]  # the same cache file
 
 
 # --- cifar10 -------------------------------------------------------------------------
@@ -220,7 +231,14 @@ def test_unknown_option_lists_the_allowed_ones(tmp_path):
 
 @pytest.mark.parametrize(
     "batch_size, options, match",
-    [(0, {}, "batch_size"), (4001, {}, "exceeds"), (10, {"num_samples": 105}, "multiple of 10")],
+    [
+        (0, {}, "batch_size"),
+        (4001, {}, "exceeds"),
+        (10, {"num_samples": 105}, "multiple of 10"),
+        (10, {"train_size": 4001}, "train_size: must be an integer from 1 to 4000"),
+        (10, {"train_size": 1000.0}, "train_size: must be an integer"),
+        (200, {"train_size": 100}, "200 exceeds the 100 training examples"),
+    ],
 )
 def test_bad_values_are_rejected(mnist1d_dir, batch_size, options, match):
     with pytest.raises(ValueError, match=match):

@@ -1,13 +1,17 @@
 """Config -> runs, shards and outputs."""
 
+import json
 import math
+import re
 from pathlib import Path
 
 import pytest
 import yaml
 
 from optbench.experiment import axis_values, load_experiment
+from optbench.schedules import ScheduleSpec, cycle_ends
 from optbench.spec import RunSpec, default_run_id
+from optbench.sweeps import SETTINGS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -18,7 +22,7 @@ def config(preset):
     return c
 
 
-@pytest.mark.parametrize("preset", ["quick", "smoke", "paper"])
+@pytest.mark.parametrize("preset", ["quick", "smoke", "paper", "budgets"])
 def test_every_run_spec_of_every_preset_is_valid(preset):
     exp = load_experiment(config(preset))
     for variant in exp.variants:
@@ -80,3 +84,74 @@ def test_a_reversed_log2_range_is_named():
     cfg["presets"]["quick"]["grids"]["raw"]["weight_decay"] = {"log2": [-3, -14]}
     with pytest.raises(ValueError, match=r"presets.quick.grids.raw.weight_decay.log2: \[-3, -14\] is an empty range"):
         load_experiment(cfg)
+
+
+def test_budgets_sweeps_expand_each_variant_into_one_heatmap_per_value():
+    exp = load_experiment(config("budgets"))
+    assert list(exp.variants) == [
+        *(f"adamw_cosine-epochs{t}" for t in (3, 9, 21, 45)),
+        *(f"adamw_cosine-train_size{b}" for b in (1000, 2000, 4000)),
+        *(f"adamw_norm_cosine-epochs{t}" for t in (3, 9, 21, 45)),
+        *(f"adamw_norm_cosine-train_size{b}" for b in (1000, 2000, 4000)),
+        "adamw_restarts",
+        "adamw_norm_restarts",
+    ]
+    assert all(len(exp.runs(v)) == 3 * 8 * 3 == exp.runs_per_job for v in exp.variants)
+    assert {r["epochs"] for r in exp.runs("adamw_cosine-epochs9")} == {9}
+    assert {json.dumps(r["dataset_options"]) for r in exp.runs("adamw_norm_cosine-train_size1000")} == {
+        '{"train_size": 1000}'
+    }
+    assert all(r["epochs"] == 45 and r["dataset_options"] == {} for r in exp.runs("adamw_restarts"))
+    assert exp.variants["adamw_cosine-train_size2000"]["label"] == "AdamW, cosine, B = 2000"
+    assert exp.anytime == (("adamw_restarts", "adamw_cosine"), ("adamw_norm_restarts", "adamw_norm_cosine"))
+    assert [(s.key, s.column) for s in exp.sweeps] == [
+        ("epochs", "epochs"),
+        ("train_size", "dataset_options.train_size"),
+    ]
+
+
+def test_budgets_restart_cycles_end_at_the_cosine_budgets():
+    exp = load_experiment(config("budgets"))
+    spec = exp.runs("adamw_restarts")[0]
+    ends = cycle_ends(ScheduleSpec.from_dict(spec["schedule"]), spec["epochs"])
+    assert ends == [3, 9, 21, 45] == list(exp.sweeps[0].values)
+    assert max(ends) / min(ends) >= 8  # the issue's span of budgets
+
+
+@pytest.mark.parametrize("preset", ["quick", "smoke", "paper"])
+def test_presets_without_sweeps_have_no_sweep_outputs(preset):
+    exp = load_experiment(config(preset))
+    assert exp.sweeps == () and exp.anytime == () and exp.outputs("r")["sweeps"] == {}
+
+
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        (lambda b: b["sweeps"].update(batch_size=b["sweeps"]["epochs"]), r"presets.budgets.sweeps.batch_size: unknown"),
+        (lambda b: b["sweeps"]["epochs"].update(values=[3, 3.5]), r"sweeps.epochs.values: must be distinct integers"),
+        (lambda b: b["sweeps"]["epochs"].update(variants=["adamw_fixed"]), r"sweeps.epochs.variants: 'adamw_fixed'"),
+        (lambda b: b["schedules"]["restarts"].update(kind="cosine", cycles=None), r"anytime\[0\].restarts: 'adamw_r"),
+    ],
+)
+def test_bad_sweeps_are_named(change, message):
+    c = config("budgets")
+    change(c["presets"]["budgets"])
+    with pytest.raises(ValueError, match=message):
+        load_experiment(c)
+
+
+def test_an_unknown_anytime_variant_is_named():
+    c = config("quick")
+    c["anytime"] = [{"restarts": "adamw_restart", "cosine": "adamw_cosine"}]
+    with pytest.raises(ValueError, match=r"anytime\[0\].restarts: unknown variant 'adamw_restart'"):
+        load_experiment(c)
+
+
+def test_swept_names_are_wildcard_and_file_name_safe():
+    exp = load_experiment(config("budgets"))
+    assert all(re.fullmatch(r"[A-Za-z0-9_-]+", name) for name in exp.variants)
+
+
+def test_config_schema_allows_exactly_the_sweepable_settings():
+    schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    assert schema["$defs"]["preset"]["properties"]["sweeps"]["propertyNames"]["enum"] == list(SETTINGS)

@@ -16,7 +16,9 @@ INPUT_SHAPES = {
     "resnet_small": (3, 32, 32),
     "shake_shake_26_2x64d": (3, 32, 32),
     "transformer_base": (16,),
+    "lm_tiny": (64,),
 }
+SEQUENCE_MODELS = ("transformer_base", "lm_tiny")  # token ids in, a prediction per position out
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -39,7 +41,7 @@ def num_parameters(model):
     return sum(p.numel() for p in model.parameters())
 
 
-@pytest.mark.parametrize("name", [n for n in MODELS if n != "transformer_base"])
+@pytest.mark.parametrize("name", [n for n in MODELS if n not in SEQUENCE_MODELS])
 def test_forward_shape_in_train_and_eval(name):
     torch.manual_seed(0)
     model = build_model(name, num_classes=10, input_shape=INPUT_SHAPES[name])
@@ -63,12 +65,25 @@ def test_transformer_forward_shape():
         ("resnet_small", 10, 692_122),
         ("shake_shake_26_2x64d", 10, 11_653_978),
         ("transformer_base", 32_000, 60_524_544),
+        ("lm_tiny", 256, 470_784),
     ],
 )
 def test_parameter_counts(name, num_classes, expected):
     model = build_model(name, num_classes=num_classes, input_shape=INPUT_SHAPES[name], device="meta")
     assert all(p.is_meta for p in model.parameters())
     assert num_parameters(model) == expected
+
+
+def test_lm_tiny_maps_tokens_to_next_token_logits_causally():
+    torch.manual_seed(0)
+    model = build_model("lm_tiny", num_classes=256, input_shape=(64,))
+    x = torch.randint(256, (2, 16))
+    logits = model(x)
+    assert logits.shape == (2, 16, 256)
+    later = x.clone()
+    later[:, 10:] = (later[:, 10:] + 1) % 256
+    torch.testing.assert_close(model(later)[:, :10], logits[:, :10])  # no position sees a later token
+    assert not torch.allclose(model(later)[:, 10:], logits[:, 10:])
 
 
 def test_shake_shake_matches_the_papers_size():
@@ -149,6 +164,6 @@ def test_transformer_base_on_meta_allocates_nothing():
 
 
 def test_unknown_model_lists_the_allowed_ones():
-    allowed = "cnn, cnn_bn, mlp, resnet_small, shake_shake_26_2x64d, transformer_base"
+    allowed = "cnn, cnn_bn, mlp, resnet_small, shake_shake_26_2x64d, lm_tiny, transformer_base"
     with pytest.raises(ValueError, match=f"'vgg'.*{allowed}"):
         build_model("vgg", num_classes=10, input_shape=(3, 32, 32))

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from optbench.optim import SGD, Adafactor, AdamW, AdaptiveOptimizer, predicted_state_bytes, state_bytes
+from optbench.switches import defaults
 
 SHAPES = [(7,), (5, 3), (4, 3, 3, 3)]  # bias, linear, conv
 
@@ -175,7 +176,11 @@ def reference_step(x, g, state, hp, t, eta):
     elif hp["factored"] and x.ndim >= 2:
         state["r"] = beta2_t * state.get("r", 0) + (1 - beta2_t) * g2.mean(-1)
         state["c"] = beta2_t * state.get("c", 0) + (1 - beta2_t) * g2.mean(-2)
-        v = state["r"].unsqueeze(-1) * state["c"].unsqueeze(-2) / state["r"].mean(-1)[..., None, None]
+        v = {
+            "both": state["r"].unsqueeze(-1) * state["c"].unsqueeze(-2) / state["r"].mean(-1)[..., None, None],
+            "rows": state["r"].unsqueeze(-1).expand_as(g),  # V_ij = R_i
+            "columns": state["c"].unsqueeze(-2).expand_as(g),  # V_ij = C_j
+        }[hp.get("factored_axes", "both")]
     else:
         state["v"] = beta2_t * state.get("v", 0) + (1 - beta2_t) * g2
         v = state["v"]
@@ -223,22 +228,47 @@ SWITCHES = [
 
 @pytest.mark.parametrize("second,mode,factored,momentum,beta1,beta2_decay,clip,relative", SWITCHES)
 def test_every_combination_matches_reference(second, mode, factored, momentum, beta1, beta2_decay, clip, relative):
-    hp = dict(
-        lr=0.05,
-        weight_decay=0.1,
-        weight_decay_mode=mode,
-        beta1=beta1,
-        second_moment=second,
-        beta2=0.99,
-        beta2_decay=beta2_decay,
-        eps=1e-8,
-        eps1=1e-30,
-        eps2=1e-3,
-        factored=factored,
-        momentum=momentum,
-        clip_threshold=clip,
-        relative_step=relative,
+    assert_matches_reference(
+        dict(
+            lr=0.05,
+            weight_decay=0.1,
+            weight_decay_mode=mode,
+            beta1=beta1,
+            second_moment=second,
+            beta2=0.99,
+            beta2_decay=beta2_decay,
+            eps=1e-8,
+            eps1=1e-30,
+            eps2=1e-3,
+            factored=factored,
+            momentum=momentum,
+            clip_threshold=clip,
+            relative_step=relative,
+        )
     )
+
+
+@pytest.mark.parametrize("axes", ["rows", "columns"])
+@pytest.mark.parametrize("base", ["AdamW", "Adafactor"])
+@pytest.mark.parametrize(
+    "beta1,beta2_decay,clip,relative", list(itertools.product([0.0, 0.9], [None, 0.8], [None, 1.0], [False, True]))
+)
+def test_one_sided_factoring_matches_reference(axes, base, beta1, beta2_decay, clip, relative):
+    hp = {**defaults(base), "factored": True, "factored_axes": axes, "beta1": beta1, "beta2": 0.99}
+    assert_matches_reference(
+        {
+            **hp,
+            "beta2_decay": beta2_decay,
+            "clip_threshold": clip,
+            "relative_step": relative,
+            "lr": 0.05,
+            "weight_decay": 0.1,
+        }
+    )
+
+
+def assert_matches_reference(hp):
+    """8 steps of the optimizer under a halving lr against :func:`reference_step`, to 1e-10 in float64."""
     params = make_params()
     expected = [p.clone() for p in params]
     opt = AdaptiveOptimizer(params, **hp)
@@ -298,6 +328,19 @@ def test_transposing_w_and_g_transposes_the_update():
     g = torch.randn(6, 4, dtype=torch.float64)
     u = factored_u(g)
     torch.testing.assert_close(factored_u(g.T.contiguous()), u.T, rtol=1e-12, atol=0)
+
+
+def test_rows_only_first_step_is_sign_when_each_row_has_one_magnitude():
+    # V_ij = R_i = mean_j G_ij^2 = G_ij^2 when |G| is constant along each row
+    g = torch.tensor([[1.0, -1.0, 1.0], [-3.0, 3.0, 3.0]], dtype=torch.float64)
+    u = factored_u(g, factored_axes="rows", clip_threshold=None)
+    torch.testing.assert_close(u, torch.sign(g), rtol=1e-12, atol=0)
+
+
+def test_columns_only_is_rows_only_of_the_transpose():
+    g = torch.randn(6, 4, dtype=torch.float64)
+    columns = factored_u(g, factored_axes="columns")
+    torch.testing.assert_close(factored_u(g.T.contiguous(), factored_axes="rows"), columns.T, rtol=1e-12, atol=0)
 
 
 def test_clipping_rescales_a_large_update_to_rms_d():
@@ -416,6 +459,8 @@ OPTIMIZERS = {
         {"exp_avg_sq_row", "exp_avg_sq_col"},
     ),
     "adafactor": (Adafactor, {}, {"exp_avg_sq"}, {"exp_avg_sq_row", "exp_avg_sq_col"}),
+    "adafactor_rows": (Adafactor, {"factored_axes": "rows"}, {"exp_avg_sq"}, {"exp_avg_sq_row"}),
+    "adafactor_columns": (Adafactor, {"factored_axes": "columns"}, {"exp_avg_sq"}, {"exp_avg_sq_col"}),
     "adafactor_momentum": (
         Adafactor,
         {"beta1": 0.9},
@@ -441,6 +486,7 @@ def test_state_shapes_and_bytes(name, dtype):
         assert keys == (matrix_keys if p.ndim >= 2 else vector_keys)
         if "exp_avg_sq_row" in state:
             assert state["exp_avg_sq_row"].shape == p.shape[:-1]
+        if "exp_avg_sq_col" in state:
             assert state["exp_avg_sq_col"].shape == p.shape[:-2] + p.shape[-1:]
 
 
@@ -448,9 +494,54 @@ def test_factored_prediction_formula():
     p = torch.empty(3, 2, 100, 40, device="meta")
     opt = Adafactor([p])
     assert predicted_state_bytes(opt) == 3 * 2 * (100 + 40) * 4
+    assert predicted_state_bytes(Adafactor([p], factored_axes="rows")) == 3 * 2 * 100 * 4
+    assert predicted_state_bytes(Adafactor([p], factored_axes="columns")) == 3 * 2 * 40 * 4
     assert predicted_state_bytes(AdamW([p])) == 2 * p.numel() * 4
     assert predicted_state_bytes(SGD([p])) == p.numel() * 4  # one momentum buffer
     assert predicted_state_bytes(SGD([p], momentum=0.0)) == 0
+
+
+# --- the update-RMS report ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kw", [{}, {"clip_threshold": 1.0}, {"betas": (0.0, 0.999), "factored": True}])
+def test_update_rms_report_is_rms_of_u_before_clipping(kw):
+    # from X = 0 with lr 1 and no clipping X_1 = -U, so RMS(U) per tensor is RMS(X_1) of an unclipped twin
+    params, twins = make_params(), make_params()
+    report_opt = AdamW(params, lr=1.0, **kw)
+    twin_opt = AdamW(twins, lr=1.0, **{**kw, "clip_threshold": None})
+    for p, q in zip(params, twins):
+        p.grad = torch.randn(p.shape, dtype=p.dtype, generator=torch.Generator().manual_seed(p.numel()))
+        q.grad = p.grad.clone()
+        p.data.zero_()
+        q.data.zero_()
+    report_opt.step(report_update_rms=True)
+    twin_opt.step()
+    expected = torch.stack([rms(-q) for q in twins])
+    torch.testing.assert_close(report_opt.update_rms.rms, expected, rtol=1e-12, atol=0)
+    summary = report_opt.update_rms.summary()
+    d = kw.get("clip_threshold") or 1.0
+    assert summary == {
+        "mean": [pytest.approx(expected.mean().item(), rel=1e-12)],
+        "max": [pytest.approx(expected.max().item(), rel=1e-12)],
+        "clipped_fraction": [pytest.approx((expected > d).double().mean().item())],
+    }
+
+
+@pytest.mark.parametrize("cls,kw", [(AdamW, {}), (Adafactor, {}), (AdamW, {"clip_threshold": 1.0}), (SGD, {})])
+def test_update_rms_report_changes_nothing_and_is_only_kept_for_its_step(cls, kw):
+    params, twins = make_params(), make_params()
+    opt, twin = cls(params, **kw), cls(twins, **kw)
+    g = torch.Generator().manual_seed(5)
+    for t in range(6):
+        for p, q in zip(params, twins):
+            p.grad = torch.randn(p.shape, dtype=p.dtype, generator=g)
+            q.grad = p.grad.clone()
+        opt.step(report_update_rms=t % 2 == 0)
+        twin.step()
+        assert (opt.update_rms is not None) == (t % 2 == 0)
+        assert twin.update_rms is None
+    assert_close_lists(params, twins, rtol=0, atol=0)  # bit for bit
 
 
 # --- bad input -----------------------------------------------------------------------------------
@@ -473,6 +564,7 @@ def test_factored_prediction_formula():
         ({"lr": float("inf")}, "lr"),
         ({"clip_threshold": float("inf")}, "clip_threshold"),
         ({"factored": 1}, "factored"),
+        ({"factored_axes": "diagonal"}, "factored_axes"),
         ({"decay": "l2"}, "decay"),
     ],
 )

@@ -16,6 +16,8 @@ VARIANTS = {
     "adam_l2": (AdamW, {"weight_decay_mode": "l2"}),
     "adafactor": (Adafactor, {}),
     "adafactor_momentum": (Adafactor, {"beta1": 0.9}),
+    "adafactor_rows": (Adafactor, {"factored_axes": "rows"}),
+    "adafactor_columns": (Adafactor, {"factored_axes": "columns"}),
     "adamw_factored_clip_relative": (
         AdamW,
         {"factored": True, "clip_threshold": 1.0, "relative_step": True, "betas": (0.0, 0.999)},
@@ -83,9 +85,34 @@ def test_stacked_state_is_k_times_one_model(name):
     stacked, opt = step_stacked(cls, kw, torch.float32)
     _, alone = step_alone(cls, kw, 0, torch.float32)
     assert state_bytes(opt) == predicted_state_bytes(opt) == K * state_bytes(alone)
+    axes = kw.get("factored_axes", "both")
     for p in stacked:
         keys = set(opt.state[p])
-        assert ("exp_avg_sq_row" in keys) == (kw.get("factored", cls is Adafactor) and p.ndim >= 3)
+        factored = kw.get("factored", cls is Adafactor) and p.ndim >= 3
+        assert ("exp_avg_sq_row" in keys) == (factored and axes != "columns")
+        assert ("exp_avg_sq_col" in keys) == (factored and axes != "rows")
+
+
+@pytest.mark.parametrize("name", ["adamw_decoupled", "adafactor", "adamw_factored_momentum_clip_relative"])
+def test_stacked_update_rms_report_is_each_models_own(name):
+    cls, kw = VARIANTS[name]
+    stacked, opt = step_stacked(cls, kw, torch.float64)
+    reports = []
+    for k in range(K):
+        alone, alone_opt = step_alone(cls, kw, k, torch.float64)
+        for p, g in zip(alone, gradients(99, k, torch.float64)):
+            p.grad = g
+        alone_opt.step(report_update_rms=True)
+        reports.append(alone_opt.update_rms)
+    for i, p in enumerate(stacked):
+        p.grad = torch.stack([gradients(99, k, torch.float64)[i] for k in range(K)])
+    opt.step(report_update_rms=True)
+    assert opt.update_rms.rms.shape == (len(SHAPES), K)
+    for k, report in enumerate(reports):
+        torch.testing.assert_close(opt.update_rms.rms[:, k], report.rms, rtol=1e-10, atol=0)
+        assert {key: v[k] for key, v in opt.update_rms.summary().items()} == pytest.approx(
+            {key: v[0] for key, v in report.summary().items()}, rel=1e-10
+        )
 
 
 def test_a_diverged_model_leaves_the_others_alone():

@@ -1,9 +1,13 @@
+import os
+import subprocess
+import sys
+
 import pytest
 from fake_records import CHANCE_ERROR, LRS, WDS, corner_error, diagonal_error, grid_records, separable_error
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.patches import Circle, Rectangle
 
-from optbench.aggregate import runs_table
+from optbench.aggregate import runs_table, write_table
 from optbench.plots import _line_style, heatmap_figure, learning_curves_figure, log2_label
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -163,3 +167,25 @@ def test_learning_curves_reject_unknown_variant(runs, tmp_path):
 @pytest.mark.parametrize(("value", "label"), [(2.0**-10, "$2^{-10}$"), (1.0, "$2^{0}$"), (0.0, "0"), (0.001, "0.001")])
 def test_log2_label(value, label):
     assert log2_label(value) == label
+
+
+DRAW = """
+import sys
+from optbench.aggregate import read_runs
+from optbench.plots import heatmap_figure, learning_curves_figure
+runs, out = read_runs(sys.argv[1]), sys.argv[2]
+heatmap_figure(runs, [["adam_l2", "adamw"], ["normalized", None]], [f"{out}/grid.png", f"{out}/grid.pdf"], title="t")
+learning_curves_figure(runs, ["adamw", "normalized"], [f"{out}/curves.png", f"{out}/curves.pdf"])
+"""
+
+
+def test_the_same_figure_gives_the_same_bytes(runs, tmp_path):
+    """Committed figures redraw byte for byte, in another process too: a PDF carries no creation date."""
+    write_table(runs, tmp_path / "runs.csv")
+    for draw in ("0", "1"):
+        (tmp_path / draw).mkdir()
+        env = {**os.environ, "PYTHONHASHSEED": draw}
+        subprocess.run([sys.executable, "-c", DRAW, tmp_path / "runs.csv", tmp_path / draw], env=env, check=True)
+    for name in ("grid.png", "grid.pdf", "curves.png", "curves.pdf"):
+        assert (tmp_path / "0" / name).read_bytes() == (tmp_path / "1" / name).read_bytes()
+    assert b"/CreationDate" not in (tmp_path / "0" / "grid.pdf").read_bytes()

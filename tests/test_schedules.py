@@ -137,8 +137,9 @@ def test_warm_restarts_t_mult_1_and_fractional_t_0():
             {"kind": "warm_restarts", "t_0": 0.5, "t_mult": 2},
             lambda t: sgdr(t, 4, Fraction(1, 2), 2)[0],
         ),
+        ({"kind": "inverse_sqrt", "decay_start": 3}, lambda t: min(1, math.sqrt(12 / (t + 1)))),
     ],
-    ids=["fixed", "step", "cosine", "warm_restarts"],
+    ids=["fixed", "step", "cosine", "warm_restarts", "inverse_sqrt"],
 )
 def test_warmup_scales_main_schedule_on_the_same_clock(kwargs, main):
     # 6 epochs x 4 batches, warm-up of 2 epochs = 8 batches; a drop / restart falls inside it.
@@ -149,8 +150,26 @@ def test_warmup_scales_main_schedule_on_the_same_clock(kwargs, main):
     assert mults == pytest.approx(expected, rel=1e-9, abs=1e-12)
 
 
+def test_inverse_sqrt_is_flat_then_decays_as_one_over_root_t():
+    # decay from epoch 2.5 = batch 10: eta = min(1, sqrt(10 / (t + 1)))
+    mults, _ = run(ScheduleSpec(kind="inverse_sqrt", decay_start=2.5), epochs=10, steps_per_epoch=4)
+    assert mults[:10] == [1.0] * 10
+    assert mults[10:] == pytest.approx([math.sqrt(10 / (t + 1)) for t in range(10, 41)], rel=1e-12)
+
+
+def test_inverse_sqrt_with_its_warm_up_is_the_adafactor_papers_step_size():
+    # Shazeer & Stern, Section 9: 0.1 min(1e-6 t', 1 / sqrt(t')) at step t' = t + 1, that is
+    # min(t' / T^1.5, 1 / sqrt(t')) with T = 1e4; here T = 20 batches, divided by the peak 1 / sqrt(T)
+    spec = ScheduleSpec(kind="inverse_sqrt", decay_start=5, warmup_epochs=5)
+    mults, _ = run(spec, epochs=20, steps_per_epoch=4)
+    paper = [min(t / 20**1.5, 1 / math.sqrt(t)) * math.sqrt(20) for t in range(1, 82)]
+    assert mults == pytest.approx(paper, rel=1e-12)
+
+
 def test_spec_round_trips_through_json():
     spec = ScheduleSpec(kind="warm_restarts", cycles=3, t_mult=1, warmup_epochs=0.5)
+    assert ScheduleSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
+    spec = ScheduleSpec(kind="inverse_sqrt", decay_start=0.5, warmup_epochs=0.5)
     assert ScheduleSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
     assert ScheduleSpec.from_dict({"kind": "step", "milestones": [1, 2]}).milestones == (1.0, 2.0)
 
@@ -173,6 +192,9 @@ def test_spec_round_trips_through_json():
         ({"kind": "warm_restarts", "cycles": 2, "t_mult": 0.5}, "t_mult"),
         ({"kind": "cosine", "cycles": 2}, "cycles"),
         ({"warmup_epochs": -1}, "warmup_epochs"),
+        ({"kind": "inverse_sqrt"}, "decay_start"),
+        ({"kind": "inverse_sqrt", "decay_start": 0}, "decay_start"),
+        ({"kind": "cosine", "decay_start": 2}, "decay_start"),
     ],
 )
 def test_bad_spec_names_field(d, field):
@@ -248,3 +270,35 @@ def test_weight_decay_stays_lambda_without_normalization():
     for _ in range(6):
         assert opt.param_groups[0]["weight_decay"] == 0.02
         sched.step()
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        ScheduleSpec(kind="step", milestones=(1, 2.5), gamma=0.5),
+        ScheduleSpec(kind="cosine", warmup_epochs=0.5),
+        ScheduleSpec(kind="warm_restarts", cycles=2, t_mult=2),
+        ScheduleSpec(kind="inverse_sqrt", decay_start=1),
+    ],
+)
+def test_a_schedule_loaded_from_its_state_goes_on_bit_for_bit(spec):
+    """A checkpoint keeps the batch count alone; a new schedule replays the steps (torch's schedulers chain)."""
+
+    def schedule():
+        opt = AdamW([torch.zeros(2, 2)], lr=LR, weight_decay=0.1)
+        return opt, build_schedule(opt, spec, epochs=4, steps_per_epoch=5, normalized_weight_decay=(10, 50))
+
+    def settings(opt):
+        return [opt.param_groups[0][key] for key in ("lr", "weight_decay", "schedule_multiplier")]
+
+    opt, sched = schedule()
+    for _ in range(7):
+        sched.step()
+    resumed_opt, resumed = schedule()
+    resumed.load_state_dict(sched.state_dict())
+    for _ in range(13):
+        assert settings(resumed_opt) == settings(opt)
+        sched.step()
+        resumed.step()
+    with pytest.raises(ValueError, match="needs a schedule at batch 0"):
+        resumed.load_state_dict(sched.state_dict())

@@ -229,7 +229,7 @@ def test_failing_training_job_is_reported(slurm_cluster, tmp_path):
     target = f"results/smoke/runs/{variant}/shard000"
     env = dict(slurm_cluster.env, CUDA_VISIBLE_DEVICES="")  # fails the same on a machine with a GPU
 
-    # --retries 0 on the command line overrides the profile's `retries: 1`: one SLURM job, not two
+    # --retries 0 on the command line overrides the profile's `retries: 3`: one SLURM job, not four
     code, out = snakemake(workdir, [target, *PROFILE_ARGS, "--retries", "0", "--config", "preset=smoke"], env)
     assert code != 0, failure_report(slurm_cluster, out)
 

@@ -10,11 +10,13 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from fake_records import make_record
 
 from optbench.experiment import load_experiment
 from optbench.optim import SGD, Adafactor, AdamW, AdaptiveOptimizer, make_optimizer
+from optbench.records import validate_record
 from optbench.spec import OptimizerSpec, RunSpec
-from optbench.switches import BASES, RENAMED, SWITCHES, defaults, resolve
+from optbench.switches import ADDED_SINCE_V2, BASES, RENAMED, SWITCHES, defaults, resolve
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,7 +50,15 @@ def test_schema_optimizer_blocks_follow_the_table(name):
     properties = {k: v for k, v in block["properties"].items() if k not in RENAMED}
     assert properties == {"base": {"enum": list(BASES)}, **{n: schema_of(s) for n, s in SWITCHES.items()}}
     if name == "record":
-        assert block["required"] == ["base", *SWITCHES]
+        assert block["required"] == ["base", *(n for n in SWITCHES if n not in ADDED_SINCE_V2)]
+
+
+def test_switches_added_since_v2_are_optional_in_records_and_default_alike_in_every_base():
+    record = make_record("adamw_cosine", 0.01, 0.001, 0, 0.1)
+    assert not set(ADDED_SINCE_V2) & set(record["optimizer"])
+    validate_record(record)  # a record written before them stays valid
+    for name in ADDED_SINCE_V2:
+        assert len(set(SWITCHES[name].defaults)) == 1
 
 
 def test_config_schema_names_the_new_key_of_each_renamed_one():
@@ -111,6 +121,7 @@ def test_every_switch_has_one_default_per_base():
         ("clip_threshold", 0),
         ("weight_decay_mode", "l1"),
         ("momentum", "nesterov"),
+        ("factored_axes", "diagonal"),
         ("second_moment", 0),
         ("second_moment", None),
         ("factored", 1),

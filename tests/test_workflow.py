@@ -1,16 +1,21 @@
-"""The Snakemake workflow through the `snakemake` command: smoke preset end to end, figures only, lint, bad config."""
+"""The Snakemake workflow through the `snakemake` command: smoke preset end to end, compare, report (in a browser),
+figures only, lint, bad config."""
 
+import hashlib
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
 import time
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
+from matplotlib import image as plt_image
 
 from optbench.records import read_record
 
@@ -34,9 +39,17 @@ def snakemake(workdir: Path, *args, timeout=600):
     return subprocess.run([*SNAKEMAKE, *args], cwd=workdir, capture_output=True, text=True, timeout=timeout)
 
 
+def tree_digest(root: Path) -> dict[str, str]:
+    """Every file under ``root``, by its path relative to it, to the SHA-256 of its bytes."""
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()
+    }
+
+
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
-    workdir = copy_workflow(tmp_path_factory.mktemp("smoke"))
+    """A fresh clone's smoke run: the workflow and the committed smoke reference, then the default target."""
+    workdir = copy_workflow(tmp_path_factory.mktemp("smoke"), extra=["results/reference/smoke"])
     result = snakemake(workdir, "--cores", "2", "--config", "preset=smoke")
     assert result.returncode == 0, result.stderr[-5000:]
     return workdir, result
@@ -70,6 +83,26 @@ def test_smoke_preset_makes_every_output(smoke_run):
         assert (results / "figures" / f"{name}.pdf").read_bytes()[:5] == b"%PDF-"
     # records of one variant's shard land together: shard directories of runs_per_job records
     assert all(len(list(d.glob("*.json"))) == smoke["runs_per_job"] for d in (results / "runs").glob("*/shard*"))
+    assert (results / "report" / "tables.html").read_text().count("<table") == 3  # summary, improvements, memory
+    # no rule wrote into the reference
+    reference = Path("results") / "reference" / "smoke"
+    assert tree_digest(workdir / reference) == tree_digest(ROOT / reference)
+
+
+@pytest.mark.slow
+def test_progress_shows_in_the_log_and_terminal_and_checkpoints_go(smoke_run):
+    workdir, result = smoke_run
+    results = workdir / "results" / "smoke"
+    shards = sorted((results / "runs").glob("*/shard*"))
+    epochs = yaml.safe_load((workdir / "config.yaml").read_text())["presets"]["smoke"]["epochs"]
+    for shard in shards:  # a line per epoch in the job's log
+        log = (results / "logs" / "train" / shard.parent.name / f"{shard.name}.log").read_text()
+        assert f"epoch {epochs}/{epochs}: " in log and ", ETA " in log, log
+    # one summary line per training job on the terminal (the jobs' standard output)
+    lines = [line for line in result.stdout.splitlines() if line.startswith("results/smoke/runs/")]
+    assert sorted(line.split(":")[0] for line in lines) == [str(s.relative_to(workdir)) for s in shards]
+    assert all(" trained in " in line and "best final test error" in line for line in lines)
+    assert not (results / "checkpoints").exists()  # deleted with the records written, then the empty folders
 
 
 @pytest.mark.slow
@@ -81,24 +114,97 @@ def test_second_run_has_nothing_to_do(smoke_run):
 
 
 @pytest.mark.slow
-def test_report_is_built(smoke_run):
+def test_compare_agrees_with_the_committed_smoke_reference(smoke_run):
+    workdir, _ = smoke_run
+    result = snakemake(workdir, "compare", "--cores", "1", "--config", "preset=smoke")
+    assert result.returncode == 0, result.stderr[-5000:]
+    compare = workdir / "results" / "smoke" / "compare"
+    assert "compare: the fresh run agrees with the reference (4 variants)" in result.stdout, result.stdout[-3000:]
+    assert "rule train" not in result.stdout + result.stderr
+    assert "**Verdict: the fresh run agrees with the reference** (4 variants)." in (compare / "compare.md").read_text()
+    table = pd.read_csv(compare / "compare.csv")
+    assert table["agrees"].all() and (table["cells"] == 4).all()
+    assert table["noise_source"].str.startswith("unknown (one seed in the reference)").all()
+    assert (compare / "difference.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def smoke_report(smoke_run):
     workdir, _ = smoke_run
     result = snakemake(workdir, "--config", "preset=smoke", "--report", "report.html")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert (workdir / "report.html").stat().st_size > 10_000
+    return workdir / "report.html", result.stdout + result.stderr
 
 
 @pytest.mark.slow
-def test_figures_from_the_committed_runs_csv_alone(tmp_path):
-    """A fresh clone: the committed quick results, no run records, every file with a new mtime."""
-    workdir = copy_workflow(tmp_path, extra=["results/quick/tables", "results/quick/figures"])
-    assert not (workdir / "results" / "quick" / "runs").exists()
+def test_report_holds_each_figure_png_and_the_tables(smoke_report):
+    report, log = smoke_report
+    assert report.stat().st_size > 10_000
+    added = sorted(line.split()[1] for line in log.splitlines() if line.startswith("Adding "))
+    figures = ["adafactor", "adam_vs_adamw", "adamw_normalized", "learning_curves", "sgd_vs_adam"]
+    assert added == sorted([*(f"{name}.png" for name in figures), "tables.html"])  # no PDF, CSV or Markdown
+    text = report.read_text()
+    assert "Adam with L2 regularization (top) versus AdamW (bottom)" in text  # the caption, from the config
+
+
+class RenderedTables(HTMLParser):
+    """The text of each rendered table of a page (not of its scripts): a list of cells per table."""
+
+    def __init__(self):
+        super().__init__()
+        self.tables, self.in_cell = [], False
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table" and ("class", "optbench-table") in attrs:
+            self.tables.append([])
+        self.in_cell = tag in ("td", "th") and bool(self.tables)
+
+    def handle_endtag(self, tag):
+        self.in_cell = self.in_cell and tag not in ("td", "th")
+
+    def handle_data(self, data):
+        if self.in_cell:
+            self.tables[-1].append(data)
+
+
+CHROMIUM = next(filter(None, map(shutil.which, ["chromium", "chromium-browser", "google-chrome"])), None)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium: `apt-get install -y chromium` (Debian) runs this check")
+def test_report_shows_its_tables_in_a_browser(smoke_report, tmp_path):
+    """The report in a real headless browser: its first page renders the summary, claims and memory tables."""
+    report, _ = smoke_report
+    browser = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=10000"]
+    url = report.resolve().as_uri()
+    dom = subprocess.run([*browser, "--dump-dom", url], capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-3000:]
+    parser = RenderedTables()
+    parser.feed(dom.stdout)
+    assert len(parser.tables) == 3, dom.stdout[-3000:]
+    summary, claims, memory = parser.tables
+    assert "slope of log2 best lambda on log2 lr [95% CI]" in summary and "AdamW, cosine" in summary
+    assert "relative improvement [95% CI]" in claims and "Adam (L2), cosine" in claims
+    assert "Transformer-base bytes" in memory
+    shot = tmp_path / "report.png"
+    run = [*browser, "--hide-scrollbars", "--window-size=1400,2400", f"--screenshot={shot}", url]
+    assert subprocess.run(run, capture_output=True, timeout=120).returncode == 0
+    pixels = plt_image.imread(shot)
+    assert pixels.shape[:2] == (2400, 1400) and pixels.std() > 0.05  # a page, not a blank
+
+
+@pytest.mark.slow
+def test_figures_redraw_the_committed_reference_byte_for_byte(tmp_path):
+    """A fresh clone: the committed quick reference, no run records, every file with a new mtime."""
+    reference = Path("results") / "reference" / "quick"
+    workdir = copy_workflow(tmp_path, extra=[str(reference)])
+    committed = tree_digest(workdir / reference)
     files = [p for p in workdir.rglob("*") if p.is_file()]
     random.Random(0).shuffle(files)
     now = time.time()
     for i, path in enumerate(files):
         os.utime(path, (now + i * 1e-3, now + i * 1e-3))
-    figure = workdir / "results" / "quick" / "figures" / "adam_vs_adamw.png"
+    figure = workdir / reference / "figures" / "adam_vs_adamw.png"
     before = figure.stat().st_mtime
     start = time.monotonic()
     result = snakemake(workdir, "figures", "--cores", "1")
@@ -106,9 +212,42 @@ def test_figures_from_the_committed_runs_csv_alone(tmp_path):
     assert result.returncode == 0, result.stderr[-5000:]
     log = result.stdout + result.stderr
     assert "rule train" not in log and "rule aggregate" not in log
-    assert figure.stat().st_mtime > before  # regenerated
+    assert figure.stat().st_mtime > before  # regenerated ...
+    assert tree_digest(workdir / reference) == committed  # ... to the same bytes, and nothing added
     assert not (workdir / "results" / "quick" / "runs").exists()
     assert elapsed < 60, f"snakemake figures took {elapsed:.0f} s"
+
+
+@pytest.mark.slow
+def test_figures_draw_a_named_run(smoke_run, tmp_path):
+    """`--config results=DIR`: the tables and figures of another run, from its runs.csv alone."""
+    workdir = copy_workflow(tmp_path)
+    run = workdir / "elsewhere"
+    shutil.copytree(smoke_run[0] / "results" / "smoke" / "tables", run / "tables")
+    result = snakemake(workdir, "figures", "--cores", "1", "--config", "preset=smoke", f"results={run}")
+    assert result.returncode == 0, result.stderr[-5000:]
+    assert (run / "figures" / "adam_vs_adamw.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (run / "tables" / "summary.md").is_file()
+    assert not (workdir / "results" / "reference").exists() and "rule train" not in result.stdout
+    # the preset's own run, whose jobs ran: naming it changes no job's params, so only `figures` runs
+    planned = snakemake(smoke_run[0], "figures", "-n", "--config", "preset=smoke", "results=results/smoke")
+    assert re.findall(r"^(?:local)?rule (\w+):$", planned.stdout, flags=re.MULTILINE) == ["figures"], planned.stdout
+
+
+def test_a_fresh_clone_plans_the_training(tmp_path):
+    """The committed reference is apart: on a fresh clone the default target trains the default preset."""
+    workdir = copy_workflow(tmp_path, extra=["results/reference/quick"])
+    result = snakemake(workdir, "--dry-run", "--quiet", "rules", timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = {rule: int(n) for rule, n in re.findall(r"^(\w+)\s+(\d+)$", result.stdout, flags=re.MULTILINE)}
+    expected = {"prepare_data": 1, "train": 38, "aggregate": 1, "outputs": 1, "report_tables": 1, "all": 1}
+    assert jobs == {**expected, "total": 43}  # 19 variants x 2 training jobs
+
+
+def test_compare_needs_a_reference():
+    result = snakemake(ROOT, "compare", "--dry-run", "--config", "preset=paper", timeout=120)
+    assert result.returncode != 0
+    assert "results/reference/paper/tables/runs.csv" in result.stdout + result.stderr
 
 
 def test_lint_is_clean():
@@ -120,9 +259,17 @@ def test_lint_is_clean():
 def test_paper_preset_dag_builds():
     result = snakemake(ROOT, "--dry-run", "--quiet", "rules", "--config", "preset=paper", timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
-    # one training job per run: every variant's 132 cells
+    # one training job per run: every variant's 132 cells (`variants: all` leaves out those marked in_all: false)
     variants = yaml.safe_load((ROOT / "config.yaml").read_text())["variants"]
-    assert f"train {len(variants) * 132}" in " ".join(result.stdout.split())
+    in_all = [v for v in variants.values() if v.get("in_all", True)]
+    assert f"train {len(in_all) * 132}" in " ".join(result.stdout.split())
+
+
+def test_budgets_preset_dag_builds():
+    result = snakemake(ROOT, "--dry-run", "--quiet", "rules", "--config", "preset=budgets", timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    # 2 variants x (4 budgets + 3 training-set sizes) + 2 warm-restarts variants: one heatmap per job
+    assert "train 16" in " ".join(result.stdout.split())
 
 
 @pytest.mark.parametrize(
@@ -167,7 +314,7 @@ def merge(base: dict, override: dict) -> None:
 
 def test_config_matches_the_variant_table():
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
-    variants = config["variants"]
+    variants = {name: v for name, v in config["variants"].items() if v.get("in_all", True)}
     assert len(variants) == 3 + 8 + 2 + 4 + 2
     sgd = {name: v for name, v in variants.items() if v["optimizer"]["base"] == "SGD"}
     assert {name: (v["optimizer"], v["schedule"]) for name, v in sgd.items()} == {

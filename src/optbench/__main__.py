@@ -1,10 +1,16 @@
 """Command line of optbench; the workflow's rules call these subcommands.
 
 python -m optbench train --spec spec.json --out run.json
-python -m optbench train --spec-json '[{...}, {...}]' --out-dir results/quick/runs/adamw_cosine/shard000
+python -m optbench train --spec - --out-dir results/quick/runs/adamw_cosine/shard000 < specs.json
+python -m optbench train --spec - --out-dir runs/a/shard000 --checkpoint-dir checkpoints/a/shard000 < specs.json
+python -m optbench train --spec-json '[{...}, {...}]' --out-dir runs
 python -m optbench prepare-data --dataset mnist1d --data-dir data --out data.json
 python -m optbench aggregate --records DIR_OR_JSON... --out runs.csv
+python -m optbench aggregate --runs results/quick/runs --config-json - --out runs.csv < config.json
 python -m optbench outputs --runs runs.csv --config-json '{...}' --results results/quick
+python -m optbench compare --fresh results/quick/tables/runs.csv --reference results/reference/quick/tables/runs.csv \
+    --config-json - --out-dir results/quick/compare < config.json
+python -m optbench report-tables --tables results/quick/tables/*.md --out results/quick/report/tables.html
 """
 
 from __future__ import annotations
@@ -35,12 +41,27 @@ def _reuse_freed_memory() -> None:
     libc.mallopt(m_trim_threshold, 2**30)
 
 
+def _read(path: str) -> str:
+    """The text of a file, or of standard input for ``-``: the workflow's rules hand over run specs and the
+    config that way, so that no limit on the length of a command line applies."""
+    return sys.stdin.read() if path == "-" else Path(path).read_text()
+
+
+def _config(args: argparse.Namespace) -> dict:
+    """The workflow's config: ``--config-json`` holds it, or ``-`` for standard input."""
+    return json.loads(sys.stdin.read() if args.config_json == "-" else args.config_json)
+
+
 def _train(args: argparse.Namespace) -> None:
     from .shard import train_many
     from .spec import RunSpec
 
-    source = args.spec or "--spec-json"
-    loaded = json.loads(Path(args.spec).read_text() if args.spec else args.spec_json)
+    source = {None: "--spec-json", "-": "standard input"}.get(args.spec, args.spec)
+    text = args.spec_json if args.spec is None else _read(args.spec)
+    try:
+        loaded = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{source}: not valid JSON: {err}") from None
     raw = loaded if isinstance(loaded, list) else [loaded]
     specs = []
     for i, d in enumerate(raw):
@@ -51,10 +72,17 @@ def _train(args: argparse.Namespace) -> None:
     outs = args.out or [Path(args.out_dir) / f"{spec.run_id}.json" for spec in specs]
     if len(outs) != len(specs):
         raise ValueError(f"--out: {len(specs)} run spec(s) but {len(outs)} output path(s)")
+    first = {}
+    for i, out in enumerate(map(str, outs)):
+        if first.setdefault(out, i) != i:
+            raise ValueError(
+                f"{source}, run specs {first[out]} and {i}: both would write {out}; give each its own run id"
+            )
     if args.out_dir:
         Path(args.out_dir).mkdir(parents=True, exist_ok=True)
     _reuse_freed_memory()
-    train_many(specs, outs, stack=args.stack, quiet=args.quiet)
+    progress = train_many(specs, outs, stack=args.stack, quiet=args.quiet, checkpoints=args.checkpoint_dir)
+    print(progress.summary(args.out_dir or ", ".join(dict.fromkeys(spec.variant for spec in specs))), flush=True)
 
 
 def _prepare_data(args: argparse.Namespace) -> None:
@@ -76,8 +104,14 @@ def _prepare_data(args: argparse.Namespace) -> None:
 
 
 def _aggregate(args: argparse.Namespace) -> None:
-    from .aggregate import aggregate
+    from .aggregate import aggregate, aggregate_preset
+    from .experiment import load_experiment
 
+    if args.runs:
+        if not args.config_json:
+            raise ValueError("--runs: needs --config-json, the config whose preset's runs to read")
+        aggregate_preset(load_experiment(_config(args)), args.runs, args.out)
+        return
     paths = []
     for item in map(Path, args.records):
         paths.extend(sorted(item.glob("*.json")) if item.is_dir() else [item])
@@ -88,7 +122,21 @@ def _outputs(args: argparse.Namespace) -> None:
     from .experiment import load_experiment
     from .outputs import write_outputs
 
-    write_outputs(args.runs, load_experiment(json.loads(args.config_json)), args.results)
+    write_outputs(args.runs, load_experiment(_config(args)), args.results)
+
+
+def _compare(args: argparse.Namespace) -> None:
+    from .compare import verdict_line, write_comparison
+    from .experiment import load_experiment
+
+    comparison = write_comparison(args.fresh, args.reference, load_experiment(_config(args)), args.out_dir)
+    print(verdict_line(comparison, args.out_dir), flush=True)
+
+
+def _report_tables(args: argparse.Namespace) -> None:
+    from .report_tables import write_tables_page
+
+    write_tables_page(args.tables, args.out)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -100,12 +148,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train run spec(s), one JSON record each")
     spec = p.add_mutually_exclusive_group(required=True)
-    spec.add_argument("--spec", help="JSON file holding one run spec or a list of them")
+    spec.add_argument("--spec", help="JSON file holding one run spec or a list of them; - for standard input")
     spec.add_argument("--spec-json", help="the same as a JSON string")
     out = p.add_mutually_exclusive_group(required=True)
     out.add_argument("--out", nargs="+", help="record path(s), one per spec, in order")
     out.add_argument("--out-dir", help="directory for the records, named <run_id>.json")
-    p.add_argument("--quiet", action="store_true", help="one line per run instead of one per epoch")
+    p.add_argument("--quiet", action="store_true", help="no line per epoch in the log, only one per run")
+    p.add_argument(
+        "--checkpoint-dir",
+        help="keep a checkpoint per stack here after every epoch, resume from it when run again with the same "
+        "specs, delete it once every record is written (optbench.checkpoints)",
+    )
     p.add_argument(
         "--stack",
         action="store_true",
@@ -122,15 +175,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_prepare_data)
 
     p = sub.add_parser("aggregate", help="run records -> runs.csv")
-    p.add_argument("--records", nargs="+", required=True, help="record files or directories of them")
+    records = p.add_mutually_exclusive_group(required=True)
+    records.add_argument("--records", nargs="+", help="record files or directories of them")
+    records.add_argument(
+        "--runs",
+        help="the preset's runs directory (<variant>/shardNNN/<run_id>.json): with --config-json, "
+        "the record of every run of the preset, checked against the config",
+    )
+    p.add_argument("--config-json", help="the workflow's config as JSON (- for standard input), for --runs")
     p.add_argument("--out", required=True)
     p.set_defaults(func=_aggregate)
 
     p = sub.add_parser("outputs", help="runs.csv -> summary and memory tables, heatmaps, learning curves")
     p.add_argument("--runs", required=True)
-    p.add_argument("--config-json", required=True, help="the workflow's config as JSON")
+    p.add_argument("--config-json", required=True, help="the workflow's config as JSON; - for standard input")
     p.add_argument("--results", required=True, help="the preset's results directory")
     p.set_defaults(func=_outputs)
+
+    p = sub.add_parser(
+        "compare",
+        help="a fresh run's runs.csv against the reference's: best cells, slopes, per-cell differences, a verdict "
+        "(optbench.compare); exits 0 whatever the verdict, which it prints",
+    )
+    p.add_argument("--fresh", required=True, help="the fresh run's runs.csv")
+    p.add_argument("--reference", required=True, help="the reference's runs.csv")
+    p.add_argument("--config-json", required=True, help="the workflow's config as JSON (labels); - for standard input")
+    p.add_argument("--out-dir", required=True, help="for compare.md, compare.csv and difference.png/.pdf")
+    p.set_defaults(func=_compare)
+
+    p = sub.add_parser("report-tables", help="Markdown tables (tables/*.md) -> one HTML page for the report")
+    p.add_argument("--tables", nargs="+", required=True, help="Markdown table files")
+    p.add_argument("--out", required=True, help="the HTML page")
+    p.set_defaults(func=_report_tables)
     return parser
 
 
@@ -141,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     try:
         args.func(args)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, OSError) as err:  # a bad input or config, a read-only or full disk: one line
         print(f"optbench {args.command}: error: {err}", file=sys.stderr)
         return 2
     return 0

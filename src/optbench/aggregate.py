@@ -12,11 +12,16 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from .atomic import atomic_write
+from .record_checks import check_against, preset_runs
 from .records import SCHEMA_VERSION, read_record
+
+if TYPE_CHECKING:
+    from .experiment import Experiment
 
 STATUSES = ("ok", "diverged")
 REQUIRED_COLUMNS = (
@@ -130,5 +135,15 @@ def load_records(paths: Iterable[str | os.PathLike]) -> list[dict]:
 
 
 def aggregate(record_paths: Iterable[str | os.PathLike], runs_csv: str | os.PathLike) -> None:
-    """Workflow step: run-record JSON files -> ``runs.csv``."""
+    """Run-record JSON files -> ``runs.csv``, which a bad record leaves as it was."""
     write_table(runs_table(load_records(record_paths)), runs_csv)
+
+
+def aggregate_preset(experiment: Experiment, runs_dir: str | os.PathLike, runs_csv: str | os.PathLike) -> None:
+    """Workflow step: the record of every run of ``experiment``'s preset, where its training job wrote it under
+    ``runs_dir``, each checked against the config (:mod:`optbench.record_checks`) -> ``runs.csv``, which a
+    missing or bad record leaves as it was."""
+    paths, runs = preset_runs(experiment, runs_dir)
+    records = load_records(paths)
+    check_against(paths, records, runs, experiment.preset)
+    write_table(runs_table(records), runs_csv)

@@ -1,11 +1,19 @@
-"""Atomic file writes: readers see a complete file or none, never half of one."""
+"""Atomic file writes: readers see a complete file or none, never half of one.
+
+A write that the system refuses (a read-only directory, a full disk) leaves no temporary file behind
+and raises an OSError naming the target and the system's error, e.g. ``[Errno 28] No space left on
+device: 'results/quick/tables/runs.csv'``; the command line prints it as one line.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
@@ -16,15 +24,27 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None
     rename a complete file of their own; the last rename wins.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{uuid.uuid4().hex[:12]}.{path.name}")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         write(tmp)
         os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+    except BaseException as err:
+        with contextlib.suppress(OSError):  # nothing to remove, or a file system that refuses even that
+            tmp.unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise OSError(err.errno, err.strerror or str(err), str(path)) from err
         raise
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def atomic_write_buffered(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
+    """:func:`atomic_write` for a serializer that reports a failed write in its own words (``torch.save``
+    raises a RuntimeError on a full disk): ``write`` fills a buffer in memory, and writing the buffer
+    out fails with an OSError like any other."""
+    buffer = io.BytesIO()
+    write(buffer)
+    atomic_write(path, lambda tmp: tmp.write_bytes(buffer.getbuffer()))

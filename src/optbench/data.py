@@ -1,9 +1,15 @@
 """Datasets behind one interface: :func:`load_data` returns a :class:`DataBundle`.
 
 * ``mnist1d``: generated offline by the ``mnist1d`` package (fixed seed), cached as
-  ``<data_dir>/mnist1d-<num_samples>.pt``, kept in memory on the target device.
+  ``<data_dir>/mnist1d-<num_samples>.pt``, kept in memory on the target device. ``train_size``
+  keeps the first that many training signals and the whole test set, so runs on training
+  sets of different sizes are tested on the same signals.
 * ``cifar10``: read by ``torchvision.datasets.CIFAR10`` from ``<data_dir>/cifar-10-batches-py``;
   never downloaded.
+* ``text_stdlib``: next-byte prediction on the Python standard library's source, pinned by its
+  hash, cached as ``<data_dir>/text_stdlib-<hash>.pt`` (:mod:`optbench.text_data`). An "epoch" is a
+  fixed number of batches of windows at random offsets; the test set is a fixed set of validation
+  windows, and its loss is recorded in bits per token (``DataBundle.bits_per_token``).
 
 Training batches drop the last partial batch, so every step sees exactly ``batch_size``
 examples and ``steps_per_epoch == n_train // batch_size`` (the ``B / b`` of the normalized
@@ -27,7 +33,11 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from .atomic import atomic_write
+from . import text_data
+from .atomic import atomic_write_buffered
+from .dataset_options import DATASET_OPTIONS as DATASET_OPTIONS  # re-exported: names and options of the datasets
+from .dataset_options import DATASETS as DATASETS
+from .dataset_options import check_dataset
 
 if TYPE_CHECKING:
     from torchvision.datasets import CIFAR10
@@ -54,6 +64,7 @@ class DataBundle:
     batch_size: int
     make_train_batches: Callable[[int], Iterator[Batch]] = field(repr=False)
     make_test_batches: Callable[[], Iterator[Batch]] = field(repr=False)
+    bits_per_token: bool = False  # a language model: records carry the test loss in bits per token
 
     @property
     def steps_per_epoch(self) -> int:
@@ -78,19 +89,10 @@ def load_data(
     device: torch.device | str = "cpu",
     options: dict[str, Any] | None = None,
 ) -> DataBundle:
-    """Load dataset ``name``; ``options`` override the per-dataset defaults in ``DATASET_OPTIONS``."""
-    if name not in _LOADERS:
-        raise ValueError(f"unknown dataset {name!r}; allowed: {', '.join(DATASETS)}")
-    unknown = sorted(set(options or {}) - set(DATASET_OPTIONS[name]))
-    if unknown:
-        raise ValueError(
-            f"unknown option(s) {', '.join(unknown)} for dataset {name!r}; allowed: {', '.join(DATASET_OPTIONS[name])}"
-        )
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    return _LOADERS[name](
-        Path(data_dir), batch_size, seed, torch.device(device), **{**DATASET_OPTIONS[name], **(options or {})}
-    )
+    """Load dataset ``name``; ``options`` override the per-dataset defaults in ``DATASET_OPTIONS``, checked
+    with the batch size first (:func:`optbench.dataset_options.check_dataset`)."""
+    options = check_dataset(name, options or {}, batch_size)
+    return _LOADERS[name](Path(data_dir), batch_size, seed, torch.device(device), **options)
 
 
 def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
@@ -99,21 +101,15 @@ def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(state))
 
 
-def _check_batch_size(batch_size: int, n_train: int) -> None:
-    if batch_size > n_train:
-        raise ValueError(f"batch_size {batch_size} exceeds the {n_train} training examples")
-
-
 # --- mnist1d -------------------------------------------------------------------------
 
 
-def _load_mnist1d(data_dir: Path, batch_size: int, seed: int, device: torch.device, *, num_samples: int) -> DataBundle:
-    if not isinstance(num_samples, int) or num_samples < 10 or num_samples % 10:
-        raise ValueError(f"mnist1d num_samples must be a positive multiple of 10, got {num_samples!r}")
+def _load_mnist1d(
+    data_dir: Path, batch_size: int, seed: int, device: torch.device, *, num_samples: int, train_size: int | None
+) -> DataBundle:
     tensors = {key: value.to(device) for key, value in _mnist1d_tensors(data_dir, num_samples).items()}
-    x, y = tensors["x"].unsqueeze(1), tensors["y"]  # (N, 1, 40): one input channel
+    x, y = tensors["x"][:train_size].unsqueeze(1), tensors["y"][:train_size]  # (N, 1, 40): one input channel
     x_test, y_test = tensors["x_test"].unsqueeze(1), tensors["y_test"]
-    _check_batch_size(batch_size, len(y))
 
     def train_batches(epoch: int) -> Iterator[Batch]:
         order = torch.randperm(len(y), generator=_epoch_generator(seed, epoch)).to(device)
@@ -142,7 +138,7 @@ def _mnist1d_tensors(data_dir: Path, num_samples: int) -> dict[str, Tensor]:
     with _MNIST1D_LOCK:
         if not path.exists():
             data_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write(path, partial(torch.save, _generate_mnist1d(num_samples)))
+            atomic_write_buffered(path, partial(torch.save, _generate_mnist1d(num_samples)))
     return torch.load(path, weights_only=True)
 
 
@@ -175,8 +171,6 @@ def _preserved_global_rngs() -> Iterator[None]:
 
 
 def _load_cifar10(data_dir: Path, batch_size: int, seed: int, device: torch.device, *, num_workers: int) -> DataBundle:
-    if not isinstance(num_workers, int) or num_workers < 0:
-        raise ValueError(f"cifar10 num_workers must be a non-negative integer, got {num_workers!r}")
     from torchvision import transforms
 
     _require_cifar10_files(data_dir)
@@ -184,7 +178,6 @@ def _load_cifar10(data_dir: Path, batch_size: int, seed: int, device: torch.devi
     augment = [transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip()]
     train_set = _cifar10(data_dir, train=True, transform=transforms.Compose(augment + normalize))
     test_set = _cifar10(data_dir, train=False, transform=transforms.Compose(normalize))
-    _check_batch_size(batch_size, len(train_set))
     loader_args = dict(batch_size=batch_size, num_workers=num_workers, pin_memory=device.type == "cuda")
 
     def train_batches(epoch: int) -> Iterator[Batch]:
@@ -260,10 +253,44 @@ def _to_device(batches: Iterable[Batch], device: torch.device) -> Iterator[Batch
         yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
 
 
-_LOADERS = {"mnist1d": _load_mnist1d, "cifar10": _load_cifar10}
-DATASETS = tuple(_LOADERS)
-#: Options accepted by each dataset, with their defaults.
-DATASET_OPTIONS: dict[str, dict[str, Any]] = {
-    "mnist1d": {"num_samples": 5000},  # mnist1d's default: 4000 train + 1000 test
-    "cifar10": {"num_workers": 0},
-}
+# --- text_stdlib ---------------------------------------------------------------------
+
+
+def _load_text_stdlib(
+    data_dir: Path,
+    batch_size: int,
+    seed: int,
+    device: torch.device,
+    *,
+    context: int,
+    steps_per_epoch: int,
+    eval_windows: int,
+    val_fraction: float,
+    sha256: str,
+) -> DataBundle:
+    train, val = (
+        t.to(device) for t in text_data.split(text_data.cached_corpus(data_dir, sha256)["tokens"], val_fraction)
+    )
+    starts = text_data.eval_starts(len(val), context, eval_windows).to(device)
+    x_val, y_val = text_data.windows(val, starts, context)
+    n_train = steps_per_epoch * batch_size  # windows per epoch
+
+    def train_batches(epoch: int) -> Iterator[Batch]:
+        starts = text_data.train_starts(len(train), context, n_train, _epoch_generator(seed, epoch)).to(device)
+        return text_data.batches(*text_data.windows(train, starts, context), batch_size)
+
+    return DataBundle(
+        name="text_stdlib",
+        num_classes=text_data.VOCABULARY,
+        input_shape=(context,),
+        n_train=n_train,
+        n_test=eval_windows,
+        batch_size=batch_size,
+        make_train_batches=train_batches,
+        make_test_batches=lambda: text_data.batches(x_val, y_val, batch_size),
+        bits_per_token=True,
+    )
+
+
+#: One loader per dataset of :data:`optbench.dataset_options.CATALOG` (its options, their defaults and checks).
+_LOADERS = {"mnist1d": _load_mnist1d, "cifar10": _load_cifar10, "text_stdlib": _load_text_stdlib}

@@ -1,7 +1,8 @@
 """From the workflow's config (variant table x grid x seeds, one preset) to run specs, shards and outputs.
 
-Imports nothing but the standard library (and :mod:`optbench.switches`, which imports no more):
-the Snakefile loads it in whatever Python runs Snakemake.
+Imports nothing but the standard library (and modules of this package that import no more): the
+Snakefile loads it in whatever Python runs Snakemake, and :func:`load_experiment` checks there what a
+training job would reject (:mod:`optbench.config_checks`), before any job starts.
 """
 
 from __future__ import annotations
@@ -11,18 +12,29 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
+from .ablations import Ablation, load_ablations
+from .config_checks import check_experiment
+from .run_ids import check_distinct
+from .sweeps import Sweep, apply, expand, load_anytime, load_sweeps
 from .switches import check_renamed
 
 
 @dataclass(frozen=True)
 class Experiment:
-    """The runs of one preset, cut into shards of at most ``runs_per_job`` runs of one variant each."""
+    """The runs of one preset, cut into shards of at most ``runs_per_job`` runs of one variant each.
+
+    ``variants`` holds the variants that run: a swept variant's rows replace it (:mod:`optbench.sweeps`).
+    ``anytime``: (warm-restarts variant, cosine variant swept over epochs) pairs.
+    """
 
     preset: str
     settings: dict[str, Any]
     variants: dict[str, dict[str, Any]]
     figures: dict[str, dict[str, Any]]
     comparisons: tuple[tuple[str, str], ...] = ()  # (baseline, candidate) pairs, both run by the preset
+    sweeps: tuple[Sweep, ...] = ()
+    anytime: tuple[tuple[str, str], ...] = ()
+    ablations: tuple[Ablation, ...] = ()  # the ablation tables of the variants it runs (optbench.ablations)
 
     @property
     def runs_per_job(self) -> int:
@@ -40,7 +52,7 @@ class Experiment:
 
     def run(self, variant: str, lr: float, weight_decay: float, seed: int) -> dict[str, Any]:
         s, v = self.settings, self.variants[variant]
-        return {
+        spec = {
             "variant": variant,
             "optimizer": v["optimizer"],
             "normalized_weight_decay": v.get("normalized_weight_decay", False),
@@ -54,6 +66,9 @@ class Experiment:
                 for k in ("dataset", "model", "epochs", "batch_size", "device", "bf16", "data_dir", "dataset_options")
             },
         }
+        if "trace_every" in s:
+            spec["trace_every"] = s["trace_every"]
+        return apply(spec, v)
 
     def shards(self, variant: str) -> list[list[dict[str, Any]]]:
         """The variant's runs in jobs of at most ``runs_per_job`` (computed once per variant)."""
@@ -69,7 +84,8 @@ class Experiment:
         return shards
 
     def outputs(self, results: str) -> dict[str, Any]:
-        """Tables and figures made from ``runs.csv`` alone, under the ``results`` directory."""
+        """Tables and figures made from ``runs.csv`` alone, under the ``results`` directory; ``sweeps`` holds
+        those of the sweeps and ``anytime`` pairs (:mod:`optbench.budgets`), none for a preset without."""
 
         def figure(name: str) -> list[str]:
             return [f"{results}/figures/{name}.{ext}" for ext in ("png", "pdf")]
@@ -83,6 +99,20 @@ class Experiment:
             "memory": table("memory"),
             "heatmaps": {name: figure(name) for name in self.figures},
             "learning_curves": figure("learning_curves"),
+            "sweeps": {
+                **(
+                    {
+                        "best_decay": table("best_decay"),
+                        "decay_slopes": table("decay_slopes"),
+                        "best_decay_figure": figure("best_decay"),
+                    }
+                    if self.sweeps
+                    else {}
+                ),
+                **{f"heatmaps_{sweep.key}": figure(f"heatmaps_{sweep.key}") for sweep in self.sweeps},
+                **({"anytime": table("anytime"), "anytime_figure": figure("anytime")} if self.anytime else {}),
+            },
+            "ablations": {a.name: [*table(a.name), *figure(f"{a.name}_update_rms")] for a in self.ablations},
         }
 
 
@@ -99,13 +129,22 @@ def axis_values(axis: dict[str, Any]) -> list[float]:
 
 def load_experiment(config: dict[str, Any]) -> Experiment:
     """The experiment of ``config["preset"]``; a ValueError names an unknown preset, variant, grid or schedule,
-    or a renamed optimizer key. Figure panels and comparisons of variants the preset does not run are dropped."""
+    a renamed optimizer key, a bad sweep or ``anytime`` pair (:mod:`optbench.sweeps`), a reversed grid axis or
+    one whose values would share run ids (:mod:`optbench.run_ids`), or anything a training job would reject
+    (:func:`optbench.config_checks.check_experiment`). Swept variants are
+    replaced by their rows per value. Figure panels, comparisons and ``anytime`` pairs of variants the preset
+    does not run are dropped, and so are the cells of ablation tables (:mod:`optbench.ablations`). ``variants:
+    all`` runs every variant but those marked ``in_all: false``."""
     name = config["preset"]
     presets = config["presets"]
     if name not in presets:
         raise ValueError(f"preset: unknown preset {name!r}; allowed: {', '.join(presets)}")
     settings = presets[name]
-    chosen = list(config["variants"]) if settings["variants"] == "all" else settings["variants"]
+    chosen = (
+        [v for v, row in config["variants"].items() if row.get("in_all", True)]
+        if settings["variants"] == "all"
+        else settings["variants"]
+    )
     variants = {}
     for v in chosen:
         if v not in config["variants"]:
@@ -121,6 +160,9 @@ def load_experiment(config: dict[str, Any]) -> Experiment:
                     f"{', '.join(settings[table])}"
                 )
         variants[v] = row
+    sweeps = load_sweeps(settings.get("sweeps", {}), chosen, f"presets.{name}.sweeps")
+    variants = expand(variants, sweeps)
+    anytime = load_anytime(config.get("anytime", []), config["variants"], variants, sweeps, settings["schedules"])
     figures = {}
     for fig, spec in config["figures"].items():
         panels = present_panels(spec["panels"], variants)
@@ -138,10 +180,13 @@ def load_experiment(config: dict[str, Any]) -> Experiment:
     for grid_name, grid in settings["grids"].items():
         for axis in ("lr", "weight_decay"):
             try:
-                axis_values(grid[axis])
+                check_distinct(axis_values(grid[axis]))
             except ValueError as err:
                 raise ValueError(f"presets.{name}.grids.{grid_name}.{axis}.{err}") from None
-    return Experiment(name, settings, variants, figures, tuple(comparisons))
+    ablations = load_ablations(config.get("ablations", {}), config["variants"], variants)
+    experiment = Experiment(name, settings, variants, figures, tuple(comparisons), sweeps, anytime, ablations)
+    check_experiment(experiment, config)
+    return experiment
 
 
 def present_panels(panels: list[list[str | None]], variants: Collection[str]) -> list[list[str | None]]:

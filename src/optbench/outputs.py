@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import os
+from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
 
 from . import formatting as fmt
+from .ablation_outputs import write_ablation_outputs
 from .aggregate import read_runs, write_table
 from .atomic import atomic_write_text
+from .budget_plots import anytime_figure, best_decay_figure
+from .budgets import anytime, best_decay_fit
 from .experiment import Experiment, present_panels
 from .memory_tables import markdown_table, memory_models, memory_table, write_memory_tables
 from .plots import heatmap_figure, learning_curves_figure
+from .schedules import ScheduleSpec, cycle_ends
 from .statistics import CONFIDENCE, improvement_table, variant_statistics
+from .sweeps import SETTINGS
 
 CI = f"[{100 * CONFIDENCE:g}% CI]"
 IMPROVEMENT_HEADERS = [
@@ -96,7 +102,8 @@ def _write_tables(table: pd.DataFrame, markdown: str, csv_path: str | os.PathLik
 
 def write_outputs(runs_csv: str | Path, experiment: Experiment, results: str | Path) -> None:
     """Summary, improvement and memory tables (the preset's model and the papers'), one heatmap figure
-    per configured figure, and the learning curves, of the variants ``runs.csv`` holds."""
+    per configured figure, the learning curves, and each ablation table with its update-RMS figure
+    (:mod:`optbench.ablation_outputs`), of the variants ``runs.csv`` holds."""
     runs = read_runs(runs_csv)
     out = experiment.outputs(str(results))
     labels = {name: row["label"] for name, row in experiment.variants.items()}
@@ -116,3 +123,115 @@ def write_outputs(runs_csv: str | Path, experiment: Experiment, results: str | P
             heatmap_figure(runs, panels, paths, title=spec.get("title"), labels=labels)
     present = [v for v in experiment.variants if v in ran]
     learning_curves_figure(runs, present, out["learning_curves"], labels=labels)
+    if experiment.sweeps:
+        write_sweep_outputs(runs, experiment, out["sweeps"], labels)
+    for ablation in experiment.ablations:
+        write_ablation_outputs(runs, ablation, out["ablations"][ablation.name], labels)
+
+
+def decay_slopes_markdown(fits: pd.DataFrame) -> str:
+    """The table ``decay_slopes`` for humans: per swept setting and variant, the slope of log2 best weight
+    decay on log2 of the setting with its CI, and the slope the formula predicts."""
+    rows = [
+        {
+            "setting": SETTINGS[r.setting].axis,
+            "variant": r.label,
+            f"slope of log2 best lambda on log2 setting {CI}": fmt.estimate(r.slope, r.ci_low, r.ci_high, r.n_seeds)
+            + (f" ({r.reason})" if r.reason else ""),
+            "predicted": f"{r.predicted:g}",
+            "heatmaps": str(r.n_values),
+            "seeds": str(r.n_seeds),
+        }
+        for r in fits.itertuples(index=False)
+    ]
+    return _markdown(rows, left=("setting", "variant"))
+
+
+def best_decay_markdown(bests: pd.DataFrame) -> str:
+    """The table ``best_decay`` for humans: per swept setting, variant and value, the best cell, with the CI
+    of its weight decay."""
+    rows = [
+        {
+            "setting": SETTINGS[r.setting].axis,
+            "variant": r.label,
+            "value": f"{r.value:g}",
+            f"best weight decay {CI}": fmt.estimate(
+                r.log2_best_weight_decay, r.ci_low, r.ci_high, r.n_seeds, _log2_as_power
+            )
+            + (" (border)" if r.on_border else ""),
+            "at lr": fmt.power_of_two(r.best_lr),
+            "best test error": fmt.percent(r.best_test_error),
+        }
+        for r in bests.itertuples(index=False)
+    ]
+    return _markdown(rows, left=("setting", "variant"))
+
+
+def _log2_as_power(log2_value: float) -> str:
+    """``2^-7`` for a whole log2, ``2^-6.5`` for an interval's interpolated bound."""
+    return f"2^{log2_value:.3g}"
+
+
+def anytime_markdown(table: pd.DataFrame, labels: dict[str, str]) -> str:
+    """The table ``anytime`` for humans: per pair and cycle end, both best cells and the difference in
+    percentage points (restarts minus cosine) with its CI."""
+    rows = [
+        {
+            "warm restarts": labels[r.restarts],
+            "cycle ends at epoch": str(r.epoch),
+            "warm restarts there": _best(r.restarts_error, r.restarts_lr, r.restarts_weight_decay),
+            "cosine for that many epochs": _best(r.cosine_error, r.cosine_lr, r.cosine_weight_decay),
+            f"difference (pp) {CI}": fmt.estimate(
+                r.difference_pp, r.difference_pp_ci_low, r.difference_pp_ci_high, r.n_seeds, lambda x: f"{x:+.1f}"
+            ),
+            "seeds": str(r.n_seeds),
+        }
+        for r in table.itertuples(index=False)
+    ]
+    return _markdown(rows, left=("warm restarts",))
+
+
+def write_sweep_outputs(runs: pd.DataFrame, experiment: Experiment, out: dict, labels: dict[str, str]) -> None:
+    """The outputs of a preset's sweeps (``sweeps`` of :meth:`Experiment.outputs`): per sweep, the heatmaps
+    (a row per swept variant, a column per value); per swept variant, :func:`optbench.budgets.best_decay_fit`
+    (tables ``best_decay`` and ``decay_slopes``, figure ``best_decay``); per ``anytime`` pair,
+    :func:`optbench.budgets.anytime` at the restarts' cycle ends (table and figure ``anytime``)."""
+    bests, fits = [], []
+    for sweep in experiment.sweeps:
+        for variant in sweep.variants:
+            names = sweep.names(variant)
+            table, fit = best_decay_fit(runs[runs["variant"].isin(names.values())], sweep.column)
+            head = {"setting": sweep.key, "variant": variant, "label": _swept_label(experiment, names)}
+            bests.append(table.assign(**head)[[*head, *table.columns]])
+            fits.append({**head, **asdict(fit)})
+        panels = [list(sweep.names(variant).values()) for variant in sweep.variants]
+        title = f"One heatmap per {SETTINGS[sweep.key].axis}"
+        heatmap_figure(runs, panels, out[f"heatmaps_{sweep.key}"], title=title, labels=labels)
+    bests, fits = pd.concat(bests, ignore_index=True), pd.DataFrame(fits)
+    _write_tables(bests, best_decay_markdown(bests), *out["best_decay"])
+    _write_tables(fits, decay_slopes_markdown(fits), *out["decay_slopes"])
+    best_decay_figure(bests, fits, out["best_decay_figure"])
+    if experiment.anytime:
+        _write_anytime(runs, experiment, out, labels)
+
+
+def _swept_label(experiment: Experiment, names: dict[int, str]) -> str:
+    """The label of the variant a sweep's ``names`` (value -> swept variant) come from."""
+    return experiment.variants[next(iter(names.values()))]["sweep"]["label"]
+
+
+def _write_anytime(runs: pd.DataFrame, experiment: Experiment, out: dict, labels: dict[str, str]) -> None:
+    """Table and figure ``anytime``: each pair's restarts variant at the end of its cycles against its
+    cosine variant swept over epochs."""
+    budgets = next(sweep for sweep in experiment.sweeps if sweep.key == "epochs")
+    tables, panels = [], []
+    for restarts, cosine in experiment.anytime:
+        spec = experiment.runs(restarts)[0]
+        ends = cycle_ends(ScheduleSpec.from_dict(spec["schedule"]), spec["epochs"])
+        names = budgets.names(cosine)
+        table = anytime(runs, restarts, names, ends)
+        tables.append(table.assign(restarts=restarts, cosine=cosine)[["restarts", "cosine", *table.columns]])
+        panels.append((restarts, _swept_label(experiment, names), names, ends))
+    table = pd.concat(tables, ignore_index=True)
+    _write_tables(table, anytime_markdown(table, labels), *out["anytime"])
+    anytime_figure(runs, panels, out["anytime_figure"], labels)

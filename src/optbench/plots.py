@@ -28,15 +28,18 @@ from optbench.statistics import best_cell, best_lambda_slope, row_bests
 PANEL_INCHES = (3.2, 3.0)
 CMAP = "viridis_r"  # low error bright, high error (and divergence) dark
 DPI = 200
+METADATA = {"pdf": {"CreationDate": None}}  # per format: savefig's metadata
 ROW_BEST_COLOUR = "red"  # the per-row best weight decay, over viridis
 CURVE_CMAP = "tab10"  # qualitative: one colour per variant ...
 CURVE_STYLES = ("-", "--", ":", "-.")  # ... and a line style per ten variants
 
 
 def save_figure(fig: Figure, out_paths: Sequence[str | os.PathLike]) -> None:
-    """Write ``fig`` to every path, each atomically, in the format named by its suffix."""
+    """Write ``fig`` to every path, each atomically, in the format named by its suffix; the same figure
+    gives the same bytes (a PDF's creation date is left out, the only part that would differ)."""
     for path in out_paths:
-        atomic_write(path, partial(fig.savefig, format=Path(path).suffix.removeprefix("."), dpi=DPI))
+        fmt = Path(path).suffix.removeprefix(".")
+        atomic_write(path, partial(fig.savefig, format=fmt, dpi=DPI, metadata=METADATA.get(fmt)))
 
 
 def _check_variants(runs: pd.DataFrame, variants: list[str]) -> None:
@@ -174,6 +177,14 @@ def _line_style(i: int) -> dict:
     return {"color": colormaps[CURVE_CMAP](i % 10), "linestyle": CURVE_STYLES[(i // 10) % len(CURVE_STYLES)]}
 
 
+def best_cell_curve(runs: pd.DataFrame, variant: str) -> tuple[float, float, pd.DataFrame]:
+    """The variant's best cell (:func:`optbench.statistics.best_cell`), ``(lr, weight_decay, curve)``: per epoch
+    (the index), the ``mean``, ``min`` and ``max`` over the cell's seeds of ``test_error`` and ``train_loss``."""
+    lr, wd, _ = best_cell(runs, variant)
+    in_cell = runs[runs["variant"].eq(variant) & runs["lr"].eq(lr) & runs["weight_decay"].eq(wd)]
+    return lr, wd, history(in_cell).groupby("epoch")[["test_error", "train_loss"]].agg(["mean", "min", "max"])
+
+
 def learning_curves_figure(
     runs: pd.DataFrame,
     variants: list[str],
@@ -189,9 +200,7 @@ def learning_curves_figure(
     fig = Figure(figsize=(11, 4), layout="constrained")
     error_ax, loss_ax = fig.subplots(1, 2)
     for i, variant in enumerate(variants):
-        lr, wd, _ = best_cell(runs, variant)
-        in_cell = runs[runs["variant"].eq(variant) & runs["lr"].eq(lr) & runs["weight_decay"].eq(wd)]
-        curve = history(in_cell).groupby("epoch")[["test_error", "train_loss"]].agg(["mean", "min", "max"])
+        lr, wd, curve = best_cell_curve(runs, variant)
         style = _line_style(i)
         label = f"{labels.get(variant, variant)} (lr {log2_label(lr)}, wd {log2_label(wd)})"
         for ax, column, scale in ((error_ax, "test_error", 100), (loss_ax, "train_loss", 1)):

@@ -43,17 +43,19 @@ def _is_finite_number(checker, instance) -> bool:
     return isinstance(instance, int | float) and not isinstance(instance, bool) and math.isfinite(instance)
 
 
-@functools.cache
-def _validator() -> jsonschema.protocols.Validator:
-    """Built (and the schema checked) once: ``jsonschema.validate`` does both on every call.
-
-    Its "number" type excludes NaN and infinities, which would otherwise pass range checks.
-    """
-    schema = record_schema()
+def finite_validator(schema: dict) -> jsonschema.protocols.Validator:
+    """A validator of ``schema`` whose "number" type excludes NaN and infinities, which would otherwise pass
+    range checks. The workflow's config is checked with one too. The schemas themselves are checked by
+    ``tests/test_bad_input.py``, not on every use."""
     base = jsonschema.validators.validator_for(schema)
-    base.check_schema(schema)
     validator = jsonschema.validators.extend(base, type_checker=base.TYPE_CHECKER.redefine("number", _is_finite_number))
     return validator(schema)
+
+
+@functools.cache
+def _validator() -> jsonschema.protocols.Validator:
+    """Built once: ``jsonschema.validate`` builds one, and checks the schema, on every call."""
+    return finite_validator(record_schema())
 
 
 def validate_record(record: dict) -> None:
@@ -90,12 +92,15 @@ def make_record(
     weight_decay_applied: float,
     steps_per_epoch: int,
     shared: dict,
+    trace: dict | None = None,
 ) -> dict:
     """One run's record, from its spec, status (``"ok"`` or ``"diverged"``) and history (one entry per epoch).
 
     ``chance``: the final and best test error of a diverged run. ``shared``: the ``memory``,
     ``timing`` (this run's share, without ``steps_per_second``), ``device`` and
-    ``environment`` fields, common to the runs trained together.
+    ``environment`` fields, common to the runs trained together. A language model's history carries
+    ``val_bits_per_token``, and its last value becomes ``final_val_bits_per_token``; ``trace``: the run's
+    :class:`optbench.trainer.Trace` record, if one was kept.
     """
     final = history[-1]
     train_seconds = shared["timing"]["train_seconds"]
@@ -112,6 +117,7 @@ def make_record(
         "schedule": spec.schedule.to_dict(),
         "seed": spec.seed,
         "dataset": spec.dataset,
+        "dataset_options": spec.dataset_options,
         "model": spec.model,
         "epochs": spec.epochs,
         "batch_size": spec.batch_size,
@@ -122,6 +128,8 @@ def make_record(
         "best_test_error": chance if status == "diverged" else min(h["test_error"] for h in history),
         "final_train_loss": final["train_loss"],
         "weight_decay_applied": weight_decay_applied,
+        **({"final_val_bits_per_token": final["val_bits_per_token"]} if "val_bits_per_token" in final else {}),
+        **({"trace": trace} if trace is not None else {}),
         **shared,
         "timing": {**shared["timing"], "steps_per_second": steps / train_seconds if train_seconds else 0.0},
     }

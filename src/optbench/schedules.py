@@ -18,6 +18,12 @@ Kinds (see :class:`ScheduleSpec`):
 * ``warm_restarts`` (SGDR): :math:`\eta_t = \frac{1}{2}\left(1 +
   \cos\frac{\pi T_{cur}}{T_i}\right)`, :math:`T_{i+1} = T_i \cdot
   \text{t\_mult}`, computed here in closed form (see :func:`_sgdr_position`).
+* ``inverse_sqrt``: :math:`\eta_t = \min\left(1, \sqrt{T_d / (t + 1)}\right)`, flat
+  until batch :math:`T_d = \text{round}(\text{decay\_start} \cdot \text{steps\_per\_epoch})`,
+  then the inverse square root of the step: the step size of Shazeer & Stern (2018),
+  Section 9, :math:`0.1 \min(10^{-2}, 1/\sqrt{t})`, with :math:`T_d = 10^4` of their
+  :math:`10^5` steps; with a warm-up of :math:`W = T_d` batches it is their
+  :math:`0.1 \min(10^{-6} t, 1/\sqrt{t})` (see docs/adafactor.md).
 
 An optional linear warm-up of :math:`W` batches scales any kind:
 :math:`\eta_t = \min\left(1, \frac{t + 1}{W}\right) \eta^{\text{main}}_t`.
@@ -40,10 +46,8 @@ weight decay (Loshchilov & Hutter, Appendix B.1), follows the restart cycle
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import partial
 
 import torch
@@ -57,132 +61,11 @@ from torch.optim.lr_scheduler import (
 )
 
 from .optim.optimizer import lr_ratio
-
-KINDS = ("fixed", "step", "cosine", "warm_restarts")
+from .schedule_spec import ScheduleSpec
 
 # A restart boundary within this much (in units of the first cycle, or of
 # log_{t_mult}) of a batch counts as reached: absorbs rounding in T_0 * steps_per_epoch.
 _EPS = 1e-9
-
-
-@dataclass(frozen=True)
-class ScheduleSpec:
-    r"""Configuration of a learning-rate schedule; times are in epochs.
-
-    Args:
-        kind (str): ``fixed``, ``step``, ``cosine`` or ``warm_restarts``.
-        milestones (tuple[float, ...]): ``step``: strictly increasing,
-            non-negative epochs at which the multiplier is multiplied by
-            ``gamma``; those at or after the run's end never fire.
-            Default: ``(30, 60, 80)`` (the paper's 100-epoch runs).
-        gamma (float): ``step``: decay factor, > 0. Default: 0.1.
-        t_0 (float, optional): ``warm_restarts``: length :math:`T_0` of the
-            first cycle in epochs, may be fractional.
-        cycles (int, optional): ``warm_restarts``: number of cycles :math:`k`;
-            :math:`T_0` is chosen so that the :math:`k`-th cycle ends exactly at
-            the last epoch :math:`E`:
-
-            .. math::
-                T_0 = \begin{cases}
-                    E \, \frac{t_{mult} - 1}{t_{mult}^k - 1} & t_{mult} > 1 \\
-                    E / k & t_{mult} = 1
-                \end{cases}
-
-            Give exactly one of ``t_0`` and ``cycles``.
-        t_mult (float): ``warm_restarts``: :math:`T_{i+1} = T_i \cdot
-            t_{mult}`, >= 1 (any real; torch's class needs an integer, this
-            module does not use it). Default: 2.
-        warmup_epochs (float): length of the linear warm-up, >= 0 and less than
-            the run. Default: 0.
-    """
-
-    kind: str = "fixed"
-    milestones: tuple[float, ...] = (30.0, 60.0, 80.0)
-    gamma: float = 0.1
-    t_0: float | None = None
-    cycles: int | None = None
-    t_mult: float = 2.0
-    warmup_epochs: float = 0.0
-
-    def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ValueError(f"kind must be one of {', '.join(KINDS)}; got {self.kind!r}")
-        if any(not m >= 0 for m in self.milestones) or any(
-            b <= a for a, b in zip(self.milestones, self.milestones[1:])
-        ):
-            raise ValueError(f"milestones must be non-negative, strictly increasing epochs; got {self.milestones}")
-        if not self.gamma > 0:
-            raise ValueError(f"gamma must be > 0; got {self.gamma}")
-        restarts = self.kind == "warm_restarts"
-        if not restarts and (self.t_0 is not None or self.cycles is not None):
-            raise ValueError(f"t_0 and cycles apply only to kind 'warm_restarts'; got kind {self.kind!r}")
-        if restarts and (self.t_0 is None) == (self.cycles is None):
-            raise ValueError(
-                "warm_restarts needs exactly one of t_0 (first cycle, epochs) and cycles "
-                f"(number of cycles); got t_0={self.t_0}, cycles={self.cycles}"
-            )
-        if self.t_0 is not None and not self.t_0 > 0:
-            raise ValueError(f"t_0 must be > 0 epochs; got {self.t_0}")
-        if self.cycles is not None and (
-            isinstance(self.cycles, bool) or not isinstance(self.cycles, int) or self.cycles < 1
-        ):
-            raise ValueError(f"cycles must be an integer >= 1; got {self.cycles!r}")
-        if not self.t_mult >= 1:
-            raise ValueError(f"t_mult must be >= 1; got {self.t_mult}")
-        if not self.warmup_epochs >= 0:
-            raise ValueError(f"warmup_epochs must be >= 0; got {self.warmup_epochs}")
-
-    @classmethod
-    def from_dict(cls, d: dict) -> ScheduleSpec:
-        """Build from a JSON/YAML mapping; missing keys take their defaults.
-
-        Raises:
-            ValueError: on an unknown key or a bad value; the message names the
-                key and what it accepts.
-        """
-        unknown = sorted(set(d) - set(_PARSERS))
-        if unknown:
-            raise ValueError(f"unknown schedule key(s) {unknown}; allowed keys: {', '.join(_PARSERS)}")
-        kwargs = {}
-        for key, value in d.items():
-            parse, accepts = _PARSERS[key]
-            try:
-                kwargs[key] = parse(value)
-            except (TypeError, ValueError):
-                raise ValueError(f"{key} must be {accepts}; got {value!r}") from None
-        return cls(**kwargs)
-
-    def to_dict(self) -> dict:
-        """JSON-friendly dict; ``ScheduleSpec.from_dict(spec.to_dict()) == spec``."""
-        return {**dataclasses.asdict(self), "milestones": list(self.milestones)}
-
-
-def _number(value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError
-    return float(value)
-
-
-def _integer(value) -> int:
-    if not _number(value).is_integer():
-        raise ValueError
-    return int(value)
-
-
-def _optional(parse: Callable) -> Callable:
-    return lambda value: None if value is None else parse(value)
-
-
-# key -> (parser, what it accepts), for ScheduleSpec.from_dict.
-_PARSERS: dict[str, tuple[Callable, str]] = {
-    "kind": (str, "one of " + ", ".join(KINDS)),
-    "milestones": (lambda v: tuple(map(_number, v)), "a list of epochs"),
-    "gamma": (_number, "a number > 0"),
-    "t_0": (_optional(_number), "null or a number of epochs > 0"),
-    "cycles": (_optional(_integer), "null or an integer >= 1"),
-    "t_mult": (_number, "a number >= 1"),
-    "warmup_epochs": (_number, "a number of epochs >= 0"),
-}
 
 
 def _geometric_sum(n: float, ratio: float) -> float:
@@ -212,6 +95,28 @@ def _sgdr_position(step: int, first: float, t_mult: float) -> tuple[float, float
     else:
         n = math.floor(math.log(units * (t_mult - 1) + 1, t_mult) + _EPS)
     return max(step - first * _geometric_sum(n, t_mult), 0.0), first * t_mult**n
+
+
+def _first_cycle(spec: ScheduleSpec, epochs: float) -> float:
+    r""":math:`T_0` of a ``warm_restarts`` spec in a run of ``epochs`` epochs: ``t_0``, or the one that ends
+    the ``cycles``-th cycle at ``epochs`` (:class:`ScheduleSpec`)."""
+    return spec.t_0 if spec.t_0 is not None else epochs / _geometric_sum(spec.cycles, spec.t_mult)
+
+
+def cycle_ends(spec: ScheduleSpec, epochs: float) -> list[float]:
+    r"""The epochs at which the cycles of a ``warm_restarts`` spec end within a run of ``epochs`` epochs:
+    :math:`T_0 \sum_{j<n} t_{mult}^j` for :math:`n = 1, 2, \dots` (3, 9, 21, 45 for ``cycles=4, t_mult=2``
+    in 45 epochs, where :math:`T_0 = 3`), each rounded to 1e-9 of an epoch.
+
+    Raises:
+        ValueError: ``spec`` is not ``warm_restarts``.
+    """
+    if spec.kind != "warm_restarts":
+        raise ValueError(f"kind: cycle ends need kind 'warm_restarts'; got {spec.kind!r}")
+    t_0, ends = _first_cycle(spec, epochs), []
+    while (end := round(t_0 * _geometric_sum(len(ends) + 1, spec.t_mult), 9)) <= epochs:
+        ends.append(end)
+    return ends
 
 
 def _half_cosine(t_cur: float, t_i: float) -> float:
@@ -284,6 +189,19 @@ class Schedule:
         self._step += 1
         self._set_hyperparameters()
 
+    def state_dict(self) -> dict[str, int]:
+        """The batch count :math:`t`, all the schedule's state is a function of (:meth:`load_state_dict`)."""
+        return {"step": self._step}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """Steps a schedule still at batch 0 to batch ``state["step"]``, as training took it there: torch's
+        chainable schedulers compute each value from the previous one, so replaying the steps gives the
+        same numbers bit for bit."""
+        if self._step:
+            raise ValueError(f"load_state_dict: needs a schedule at batch 0; this one is at batch {self._step}")
+        for _ in range(state["step"]):
+            self.step()
+
     def _set_hyperparameters(self) -> None:
         eta = self.multiplier
         for group in self.optimizer.param_groups:
@@ -326,8 +244,9 @@ def build_schedule(
     points :math:`B` for :math:`\lambda_t = \lambda_{norm} \sqrt{b / (B T_i)}`, each
     group's ``weight_decay`` being :math:`\lambda_{norm}`; None keeps :math:`\lambda` constant.
 
-    Epoch times become batch steps: milestones and the warm-up are rounded to
-    the nearest batch; restart boundaries are exact (fractional epochs).
+    Epoch times become batch steps: milestones, the start of the inverse square root
+    decay and the warm-up are rounded to the nearest batch; restart boundaries are exact
+    (fractional epochs).
 
     Raises:
         ValueError: ``epochs`` or ``steps_per_epoch`` not positive, or
@@ -337,8 +256,7 @@ def build_schedule(
         raise ValueError(f"epochs must be > 0; got {epochs}")
     if not steps_per_epoch > 0:
         raise ValueError(f"steps_per_epoch must be > 0; got {steps_per_epoch}")
-    if not spec.warmup_epochs < epochs:
-        raise ValueError(f"warmup_epochs must be < epochs ({epochs}); got {spec.warmup_epochs}")
+    spec.check_run(epochs)
     total_steps = epochs * steps_per_epoch
 
     def cycle_steps(step: int) -> float:
@@ -352,9 +270,11 @@ def build_schedule(
         scheduler = MultiStepLR(clock, milestones, gamma=spec.gamma)
     elif spec.kind == "cosine":
         scheduler = CosineAnnealingLR(clock, T_max=total_steps)
+    elif spec.kind == "inverse_sqrt":
+        start = max(round(spec.decay_start * steps_per_epoch), 1)
+        scheduler = LambdaLR(clock, lambda step: min(1.0, math.sqrt(start / (step + 1))))
     else:
-        t_0 = spec.t_0 if spec.t_0 is not None else epochs / _geometric_sum(spec.cycles, spec.t_mult)
-        position = partial(_sgdr_position, first=t_0 * steps_per_epoch, t_mult=spec.t_mult)
+        position = partial(_sgdr_position, first=_first_cycle(spec, epochs) * steps_per_epoch, t_mult=spec.t_mult)
         scheduler = LambdaLR(clock, lambda step: _half_cosine(*position(step)))
 
         def cycle_steps(step: int) -> float:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from .data import DATASETS
+from .dataset_options import check_dataset
 from .models import MODELS
-from .schedules import ScheduleSpec
+from .run_ids import default_run_id
+from .schedule_spec import ScheduleSpec
 from .switches import check_renamed, resolve
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -49,6 +51,9 @@ class RunSpec:
     ``normalized_weight_decay``: ``weight_decay`` is :math:`\\lambda_{norm}` and the applied
     :math:`\\lambda` follows the restart cycle (Appendix B.1 of Loshchilov & Hutter;
     :func:`optbench.schedules.normalized_weight_decay`).
+
+    ``trace_every``: 0 records no trace; k > 0 records every step's training loss and, every
+    k steps, RMS(U) (:class:`optbench.trainer.Trace`).
     """
 
     variant: str
@@ -68,6 +73,7 @@ class RunSpec:
     preset: str = "custom"
     data_dir: str = "data"
     dataset_options: dict[str, Any] = field(default_factory=dict)
+    trace_every: int = 0
     run_id: str = ""
 
     def __post_init__(self):
@@ -88,13 +94,17 @@ class RunSpec:
             raise ValueError(f"{missing[0]}: required run spec field is missing")
         values = dict(d)
         values["optimizer"] = OptimizerSpec.from_dict(_mapping(d, "optimizer"))
-        values["schedule"] = ScheduleSpec.from_dict(_mapping(d, "schedule")) if "schedule" in d else ScheduleSpec()
+        if "schedule" in d:
+            schedule = _mapping(d, "schedule")
+            try:
+                values["schedule"] = ScheduleSpec.from_dict(schedule)
+            except ValueError as err:
+                raise ValueError(f"schedule: {err}") from None
         spec = cls(**values)
         spec.check()
         return spec
 
     def check(self) -> None:
-        _choice("dataset", self.dataset, DATASETS)
         _choice("model", self.model, MODELS)
         _choice("device", self.device, DEVICES)
         _choice("dtype", self.dtype, DTYPES)
@@ -104,26 +114,29 @@ class RunSpec:
                 raise ValueError(f"{name}: must be an integer >= 1, got {value!r}")
         for name in ("lr", "weight_decay"):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not value >= 0:
-                raise ValueError(f"{name}: must be a number >= 0, got {value!r}")
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < math.inf:
+                raise ValueError(f"{name}: must be a finite number >= 0, got {value!r}")
         if not isinstance(self.normalized_weight_decay, bool):
             raise ValueError(f"normalized_weight_decay: must be true or false, got {self.normalized_weight_decay!r}")
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
-            raise ValueError(f"seed: must be an integer, got {self.seed!r}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
+            raise ValueError(f"seed: must be an integer >= 0, got {self.seed!r}")
+        if not isinstance(self.trace_every, int) or isinstance(self.trace_every, bool) or self.trace_every < 0:
+            raise ValueError(f"trace_every: must be an integer >= 0, got {self.trace_every!r}")
         for name in ("variant", "run_id", "preset"):
             value = getattr(self, name)
             if not isinstance(value, str) or not value or "/" in value:
                 raise ValueError(f"{name}: must be a non-empty string without '/', got {value!r}")
+        try:
+            self.schedule.check_run(self.epochs)
+        except ValueError as err:
+            raise ValueError(f"schedule: {err}") from None
+        check_dataset(self.dataset, self.dataset_options, self.batch_size)  # the options, and a batch that fits
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["optimizer"] = self.optimizer.to_dict()
         d["schedule"] = self.schedule.to_dict()
         return d
-
-
-def default_run_id(variant: str, lr: float, weight_decay: float, seed: int) -> str:
-    return f"{variant}-lr{lr:.6g}-wd{weight_decay:.6g}-s{seed}"
 
 
 def _mapping(d: dict, name: str) -> dict:

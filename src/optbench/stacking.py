@@ -193,6 +193,13 @@ class SingleModel:
     def train(self, mode: bool = True) -> None:
         self.model.train(mode)
 
+    def state_dict(self) -> dict[str, Tensor]:
+        """The model's parameters and buffers (BatchNorm's running statistics), for a checkpoint."""
+        return self.model.state_dict()
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        self.model.load_state_dict(state)
+
     @torch.no_grad()
     def zero_models(self, models: list[int]) -> None:
         """Sets the parameters of ``models`` (here: [] or [0]) to zero."""
@@ -252,6 +259,20 @@ class StackedModels:
     def train(self, mode: bool = True) -> None:
         """Training mode (BatchNorm normalizes by batch statistics and updates its running ones) or eval mode."""
         self.training = mode
+
+    def state_dict(self) -> dict[str, list]:
+        """The stacked parameters and BatchNorm statistics, for a checkpoint."""
+        return {"params": [p.detach() for p in self.params], "stats": [list(stats) for stats in self.stats]}
+
+    @torch.no_grad()
+    def load_state_dict(self, state: dict[str, list]) -> None:
+        """Copies a :meth:`state_dict` of K models of the same shapes into these."""
+        saved = [*state["params"], *(t for stats in state["stats"] for t in stats)]
+        mine = [*self.params, *(t for stats in self.stats for t in stats)]
+        if [t.shape for t in saved] != [t.shape for t in mine]:
+            raise ValueError("state: the tensors' shapes differ from these stacked models'")
+        for target, source in zip(mine, saved):
+            target.copy_(source)
 
     @torch.no_grad()
     def zero_models(self, models: list[int]) -> None:

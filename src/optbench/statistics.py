@@ -133,6 +133,20 @@ def _check_ci_args(n_boot: int, confidence: float) -> None:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
 
 
+def mean_ci(
+    values: np.ndarray, n_boot: int = N_BOOT, confidence: float = CONFIDENCE, seed: int = BOOT_SEED
+) -> tuple[float, float, float]:
+    """The mean of one value per seed and its seed-bootstrap percentile interval: ``(mean, low, high)``;
+    the interval is NaN with fewer than two seeds."""
+    _check_ci_args(n_boot, confidence)
+    values = np.asarray(values, dtype=float)
+    if values.size < 2:
+        return float(values.mean()) if values.size else float("nan"), float("nan"), float("nan")
+    weights = _seed_weights(values.size, n_boot, seed)
+    low, high, _ = _percentile_ci(weights @ values / values.size, confidence)
+    return float(values.mean()), low, high
+
+
 # ---------------------------------------------------------------------------
 # Per-row best weight decay and the slope of log2(best lambda) on log2(lr)
 # ---------------------------------------------------------------------------

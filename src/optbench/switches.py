@@ -21,6 +21,10 @@ from typing import Any
 #: The base optimizers: each is a column of defaults in :data:`SWITCHES`, in this order.
 BASES = ("AdamW", "Adafactor", "SGD")
 
+#: Switches added after record schema version 2: optional in a record's optimizer block, so that older
+#: records stay valid. Absent, a switch holds its default, the same in every base.
+ADDED_SINCE_V2 = ("factored_axes",)
+
 #: Keys of the optimizer block that were renamed, and the new name each one points to.
 RENAMED = {
     "preset": "base",
@@ -141,6 +145,13 @@ SWITCHES: dict[str, Switch] = {
             bool,
             (False, True, False),
             "second moment as row and column averages for tensors with ndim >= 2",
+        ),
+        Switch(
+            "factored_axes",
+            str,
+            ("both", "both", "both"),
+            "with factored: V_hat = R C / mean(R) (both), R alone (rows) or C alone (columns)",
+            choices=("both", "rows", "columns"),
         ),
         Switch(
             "momentum",

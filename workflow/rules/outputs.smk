@@ -1,30 +1,38 @@
 from pathlib import Path
 
 
-# Every table and figure of the preset, from runs.csv alone.
+# Every table and figure of the preset, from runs.csv alone. The report shows each figure's PNG in a category
+# of its own, captioned from the config (workflow/report/figure.rst); the PDFs and tables stay files.
 rule outputs:
     input:
         RUNS_CSV,
     output:
-        report(output_files(), caption="../report/outputs.rst", category="Results"),
+        table_files(),
+        report(
+            directory(FIGURES),
+            patterns=["{name}.png"],
+            caption="../report/figure.rst",
+            category="{name}",  # the figure's name
+        ),
     log:
         f"{RESULTS}/logs/outputs.log",
     localrule: True
     conda:
         ENV
     params:
-        config=json.dumps(config),
+        config=CONFIG_JSON,
         results=lambda w, input: Path(input[0]).parent.parent,
     shell:
-        f"{OPTBENCH} outputs --runs {{input}} --config-json {{params.config:q}} --results {{params.results}} 2> {{log}}"
+        f"{OPTBENCH} outputs --runs {{input}} --config-json - --results {{params.results}} 2> {{log}}{on_stdin('config')}"
 
 
-# `snakemake figures`: the same job, redrawing every output from the committed runs.csv alone.
-# Without declared outputs it always runs; ancient() keeps the training jobs out of the DAG
-# when the run records are absent.
+# `snakemake figures`: the same job, redrawing every table and figure of DRAW from its runs.csv alone: the
+# committed reference results/reference/<preset> (the one rule that writes there), or `--config results=DIR`.
+# Without declared outputs it always runs; ancient() keeps the training jobs out of the DAG when
+# DIR is this preset's fresh run and its run records are absent.
 use rule outputs as figures with:
     input:
-        ancient(RUNS_CSV),
+        ancient(f"{DRAW}/tables/runs.csv"),
     output:
         [],
     log:

@@ -1,3 +1,11 @@
+import contextlib
+import os
+
+
+# The shard's run specs go in on standard input (a here-document), not as an argument: no limit on the length
+# of a command line applies, however many runs a job carries. Snakemake runs a long command from a script file.
+# Checkpoints (optbench.checkpoints) live outside the rule's output, which Snakemake deletes when a job fails:
+# a retried or requeued job resumes from them. The log gets a line per epoch; the terminal, a line per job.
 rule train:
     input:
         f"{RESULTS}/data.json",
@@ -15,6 +23,15 @@ rule train:
     params:
         specs=shard_specs,
         stack=STACK,
+        checkpoints=lambda wildcards: f"{RESULTS}/checkpoints/{wildcards.variant}/{wildcards.shard}",
     shell:
-        OPTBENCH
-        + " --threads {threads} train --quiet {params.stack} --spec-json {params.specs:q} --out-dir {output} 2> {log}"
+        f"{OPTBENCH} --threads {{threads}} train {{params.stack}} --spec - --out-dir {{output}}"
+        f" --checkpoint-dir {{params.checkpoints}} 2> {{log}}"
+        f"{on_stdin('specs')}"
+
+
+# Once a run has succeeded, and no job runs: remove the checkpoint directories its training jobs emptied.
+onsuccess:
+    for directory, _, _ in os.walk(f"{RESULTS}/checkpoints", topdown=False):
+        with contextlib.suppress(OSError):  # not empty: checkpoints of specs no job trains now
+            os.rmdir(directory)

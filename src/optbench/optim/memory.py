@@ -21,7 +21,8 @@ def predicted_state_bytes(optimizer: torch.optim.Optimizer) -> int:
     """Bytes the state of an :class:`AdaptiveOptimizer` will take once every parameter has stepped.
 
     From shapes alone, so it works on parameters on the ``meta`` device: a full second
-    moment is n*m numbers, a factored one n+m per matrix (leading dims multiply), none
+    moment is n*m numbers, a factored one n+m per matrix (n rows-only, m columns-only;
+    leading dims multiply), none
     without ``second_moment`` (SGD), and the first moment (or SGD's momentum buffer) n*m
     only when beta1 > 0.
     """

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -12,12 +13,15 @@ from torch import Tensor
 from ..switches import SWITCHES
 from ..switches import defaults as switch_defaults
 from .transforms import (
+    ColumnSecondMoment,
     FactoredSecondMoment,
     FullSecondMoment,
     NoSecondMoment,
+    RowSecondMoment,
     Scalar,
     add_l2_gradient,
     beta2_schedule,
+    block_rms,
     clip_by_block_rms,
     decay_weights,
     gradient_momentum,
@@ -33,6 +37,32 @@ PER_MODEL_SETTINGS = ("lr", "weight_decay")  # may be (K,) tensors in a stacked 
 
 #: The state key of the first moment, by ``momentum`` kind.
 MOMENTUM_STATE = {"gradient": "exp_avg", "update": "update_avg", "heavy_ball": "momentum_buffer"}
+
+#: The second-moment piece of a factored tensor, by ``factored_axes``.
+FACTORED_MOMENTS = {"both": FactoredSecondMoment, "rows": RowSecondMoment, "columns": ColumnSecondMoment}
+
+
+@dataclass(frozen=True)
+class UpdateRMS:
+    r"""One step's :math:`\mathrm{RMS}(U)` per tensor, before clipping (:meth:`AdaptiveOptimizer.step` with
+    ``report_update_rms=True``): ``rms`` is ``(n,)`` for n tensors, or ``(n, K)`` for n stacked tensors of K
+    models, and ``threshold`` the d each tensor is compared with: its group's ``clip_threshold``, or 1 where
+    the group does not clip."""
+
+    rms: Tensor
+    threshold: Tensor
+
+    def summary(self) -> dict[str, list[float]]:
+        r"""Per model, over the tensors: ``mean`` and ``max`` of :math:`\mathrm{RMS}(U)`, and ``clipped_fraction``,
+        the fraction of tensors with :math:`\mathrm{RMS}(U) > d` (those clipping scales down; where the group
+        does not clip, those clipping at d = 1 would)."""
+        rms = self.rms if self.rms.ndim == 2 else self.rms.unsqueeze(1)
+        above = rms > self.threshold.reshape(-1, 1)
+        return {
+            "mean": rms.mean(dim=0).tolist(),
+            "max": rms.amax(dim=0).tolist(),
+            "clipped_fraction": above.double().mean(dim=0).tolist(),
+        }
 
 
 class AdaptiveOptimizer(torch.optim.Optimizer):
@@ -50,7 +80,8 @@ class AdaptiveOptimizer(torch.optim.Optimizer):
         &G \leftarrow G + \lambda X_{t-1}                  && \text{if weight\_decay\_mode = "l2"} \\
         &\hat\beta_{2,t} = \beta_2 \text{ or } 1 - t^{-c}    && c = \text{beta2\_decay} \\
         &V_t = \hat\beta_{2,t} V_{t-1} + (1-\hat\beta_{2,t})(G^2 + \epsilon_1)
-                                                           && \text{full, or factored into } R_t, C_t \\
+                                                           && \text{full, or factored: } R_t C_t / \mathrm{mean}(R_t),\
+                                                              R_t \text{ or } C_t \text{ alone} \\
         &\hat V_t = V_t / (1 - \beta_2^t)                   && \text{constant } \beta_2 \text{ only} \\
         &U = \hat m_t / (\sqrt{\hat V_t} + \epsilon),\ \hat m_t = \frac{m_t}{1-\beta_1^t},\
             m_t = \beta_1 m_{t-1} + (1-\beta_1) G           && \text{momentum = "gradient"} \\
@@ -77,10 +108,10 @@ class AdaptiveOptimizer(torch.optim.Optimizer):
             as ``torch.optim.AdamW``) or ``"l2"`` (Adam with L2 regularization, :math:`G \mathrel{+}= \lambda X`).
         **switches: any switch of :data:`optbench.switches.SWITCHES` by name (``weight_decay_mode``,
             ``beta1``, ``second_moment``, ``beta2``, ``beta2_decay``, ``eps``, ``eps1``, ``eps2``, ``factored``,
-            ``momentum``, ``clip_threshold``, ``relative_step``); each one missing takes its
+            ``factored_axes``, ``momentum``, ``clip_threshold``, ``relative_step``); each one missing takes its
             AdamW default from that table. ``factored`` keeps row and column averages for tensors
-            with ``ndim >= 2`` (last two dims; leading dims are a batch); smaller tensors keep a
-            full :math:`V`.
+            with ``ndim >= 2`` (last two dims; leading dims are a batch), or with ``factored_axes``
+            ``"rows"`` or ``"columns"`` one of them alone; smaller tensors keep a full :math:`V`.
 
     Stacked models: a parameter group with ``"stacked": True`` holds K models trained
     side by side, the leading dimension of every tensor indexing the model (as
@@ -91,8 +122,12 @@ class AdaptiveOptimizer(torch.optim.Optimizer):
     the same code in both cases, so model k of a stacked group steps exactly as it would
     alone.
 
-    State per parameter: ``step`` (an int), ``exp_avg_sq`` or ``exp_avg_sq_row`` and
-    ``exp_avg_sq_col`` (none without ``second_moment``), and ``exp_avg`` ("gradient"),
+    Update RMS: ``step(report_update_rms=True)`` leaves :math:`\mathrm{RMS}(U)` per tensor, before
+    clipping, in :attr:`update_rms` (an :class:`UpdateRMS`); it is None after any other step. The report
+    changes nothing in the step, and a step without it computes nothing for it.
+
+    State per parameter: ``step`` (an int), ``exp_avg_sq``, or ``exp_avg_sq_row`` and/or
+    ``exp_avg_sq_col`` (by ``factored_axes``; none without ``second_moment``), and ``exp_avg`` ("gradient"),
     ``update_avg`` ("update") or ``momentum_buffer`` ("heavy_ball", torch's name) when
     :math:`\beta_1 > 0`.
     """
@@ -104,6 +139,7 @@ class AdaptiveOptimizer(torch.optim.Optimizer):
         defaults = {"lr": lr, "weight_decay": weight_decay, **switch_defaults("AdamW"), **switches, "stacked": False}
         _check_settings(defaults)
         super().__init__(params, defaults)
+        self.update_rms: UpdateRMS | None = None
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         super().add_param_group(param_group)
@@ -126,7 +162,9 @@ class AdaptiveOptimizer(torch.optim.Optimizer):
         return state
 
     @torch.no_grad()
-    def step(self, closure=None):
+    def step(self, closure=None, *, report_update_rms: bool = False):
+        """One step of every parameter with a gradient; ``report_update_rms``: fill :attr:`update_rms`."""
+        report: list[tuple[Tensor, float]] | None = [] if report_update_rms else None
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -143,7 +181,8 @@ class AdaptiveOptimizer(torch.optim.Optimizer):
                 buckets[key].append((p, state))
             for (_, _, t, moment), members in buckets.items():
                 params = [p for p, _ in members]
-                _step_bucket(group, t, moment, params, [p.grad for p in params], [s for _, s in members])
+                _step_bucket(group, t, moment, params, [p.grad for p in params], [s for _, s in members], report)
+        self.update_rms = None if report is None else _update_rms(report)
         return loss
 
 
@@ -152,12 +191,28 @@ def second_moment(group: dict, p: Tensor) -> type:
     (each model's) tensors with ndim >= 2."""
     if not group["second_moment"]:
         return NoSecondMoment
-    return FactoredSecondMoment if group["factored"] and p.ndim - group["stacked"] >= 2 else FullSecondMoment
+    if group["factored"] and p.ndim - group["stacked"] >= 2:
+        return FACTORED_MOMENTS[group["factored_axes"]]
+    return FullSecondMoment
+
+
+def _update_rms(report: list[tuple[Tensor, float | None]]) -> UpdateRMS:
+    """The buckets' ``(rms, clip_threshold)`` pairs as one :class:`UpdateRMS`."""
+    rms = torch.cat([r for r, _ in report])
+    thresholds = [torch.full((len(r),), 1.0 if d is None else d, dtype=torch.float64) for r, d in report]
+    return UpdateRMS(rms.detach().cpu(), torch.cat(thresholds))
 
 
 def _step_bucket(
-    group: dict, t: int, moment: type, params: list[Tensor], grads: list[Tensor], states: list[dict]
+    group: dict,
+    t: int,
+    moment: type,
+    params: list[Tensor],
+    grads: list[Tensor],
+    states: list[dict],
+    report: list[tuple[Tensor, float | None]] | None,
 ) -> None:
+    """One step of a bucket; ``report``: append its RMS(U) per tensor, before clipping, and its threshold."""
     lr, lam, mode, beta1 = group["lr"], group["weight_decay"], group["weight_decay_mode"], group["beta1"]
     stacked = group["stacked"]
     if mode == "l2" and (isinstance(lam, Tensor) or lam):
@@ -176,8 +231,13 @@ def _step_bucket(
         v = moment.update(states, grads, beta2_t, group["eps1"])
         direction = rms_direction(num, v, correction, group["eps"], v_is_state=moment is FullSecondMoment, coef=coef)
 
-    if group["clip_threshold"] is not None:
-        clip_by_block_rms(direction, group["clip_threshold"], stacked)
+    d = group["clip_threshold"]
+    if d is not None or report is not None:
+        rms = block_rms(direction.values(keep=d is not None), stacked)
+        if report is not None:
+            report.append((rms, d))
+        if d is not None:
+            clip_by_block_rms(direction, rms, d)
     if group["relative_step"]:
         direction.scale(relative_step_size(params, lr, t, group["eps2"], stacked))
     else:

@@ -17,8 +17,9 @@ column                     piece
 =========================  ==========================================================
 ``weight_decay_mode``      :func:`add_l2_gradient`, :func:`decay_weights`
 second-moment decay        :func:`beta2_schedule`
-second moment ``factored`` :class:`FullSecondMoment`, :class:`FactoredSecondMoment`,
-and ``second_moment``      :class:`NoSecondMoment`
+second moment ``factored``, :class:`FullSecondMoment`, :class:`FactoredSecondMoment`,
+``factored_axes`` and      :class:`RowSecondMoment`, :class:`ColumnSecondMoment`,
+``second_moment``          :class:`NoSecondMoment`
 direction ``momentum``     :func:`gradient_momentum`, :func:`heavy_ball_momentum`,
                            :func:`rms_direction`, :func:`raw_direction`, :func:`update_momentum`
 update clipping ``d``      :func:`clip_by_block_rms`
@@ -155,6 +156,61 @@ class FactoredSecondMoment:
         ]
 
 
+class _OneFactorSecondMoment:
+    r"""One factor of :class:`FactoredSecondMoment` kept alone: the average of :math:`G^2 + \epsilon_1` over
+    dimension :attr:`dim`, broadcast back along it as :math:`\hat V`. Subclasses name the factor."""
+
+    key: str  # the state tensor
+    dim: int  # the dimension averaged away: -1 keeps one number per row, -2 one per column
+
+    @classmethod
+    def _shape(cls, shape: torch.Size) -> torch.Size:
+        kept = list(shape)
+        del kept[cls.dim]
+        return torch.Size(kept)
+
+    @classmethod
+    def numel(cls, shape: torch.Size) -> int:
+        return math.prod(cls._shape(shape))
+
+    @classmethod
+    def init(cls, p: Tensor) -> dict[str, Tensor]:
+        return {cls.key: p.new_zeros(cls._shape(p.shape))}
+
+    @classmethod
+    def update(cls, states: list[dict], grads: list[Tensor], beta2_t: float, eps1: float) -> list[Tensor]:
+        r"""Advances the average and returns :math:`\hat V` broadcast to each gradient's shape (new tensors)."""
+        averages = [s[cls.key] for s in states]
+        torch._foreach_lerp_(averages, [g.mean(dim=cls.dim) for g in _squared(grads, eps1)], 1.0 - beta2_t)
+        return [a.unsqueeze(cls.dim).expand(g.shape).contiguous() for a, g in zip(averages, grads)]
+
+
+class RowSecondMoment(_OneFactorSecondMoment):
+    r"""The row factor alone (``factored_axes="rows"``), for tensors with ``ndim >= 2``:
+
+    .. math::
+        R_t = \hat\beta_{2,t} R_{t-1} + (1 - \hat\beta_{2,t})\, \mathrm{mean}_{-1}(G_t^2 + \epsilon_1), \qquad
+        \hat V_{t,ij} = R_{t,i}
+
+    A ``(..., n, m)`` parameter keeps ``(..., n)`` numbers: every entry of a row gets the row's mean square.
+    """
+
+    key, dim = "exp_avg_sq_row", -1
+
+
+class ColumnSecondMoment(_OneFactorSecondMoment):
+    r"""The column factor alone (``factored_axes="columns"``), for tensors with ``ndim >= 2``:
+
+    .. math::
+        C_t = \hat\beta_{2,t} C_{t-1} + (1 - \hat\beta_{2,t})\, \mathrm{mean}_{-2}(G_t^2 + \epsilon_1), \qquad
+        \hat V_{t,ij} = C_{t,j}
+
+    A ``(..., n, m)`` parameter keeps ``(..., m)`` numbers: every entry of a column gets the column's mean square.
+    """
+
+    key, dim = "exp_avg_sq_col", -2
+
+
 class NoSecondMoment:
     r"""No second moment (``second_moment=False``, SGD): no state, and the direction is not
     normalized (:func:`raw_direction` instead of :func:`rms_direction`)."""
@@ -183,15 +239,18 @@ class Direction:
     def scale(self, factor: float | Tensor) -> None:
         self.coef = self.coef * factor
 
-    def values(self) -> list[Tensor]:
-        """U as tensors (computed once; never the caller's gradients modified in place)."""
+    def values(self, keep: bool = True) -> list[Tensor]:
+        """U as tensors (never the caller's gradients modified in place). ``keep``: U replaces the fraction,
+        so it is computed once; otherwise the fraction stays, and the step is bit for bit the one it
+        would be had U never been looked at."""
         unit = isinstance(self.coef, float) and self.coef == 1.0
         if self.den is None and unit:
             return self.num
         u = torch._foreach_div(self.num, self.den) if self.den is not None else torch._foreach_mul(self.num, 1.0)
         if not unit:
             torch._foreach_mul_(u, self.coef if isinstance(self.coef, float) else _rows(self.coef, u))
-        self.num, self.den, self.coef = u, None, 1.0
+        if keep:
+            self.num, self.den, self.coef = u, None, 1.0
         return u
 
     def subtract_from(self, params: list[Tensor]) -> None:
@@ -260,9 +319,9 @@ def block_rms(tensors: list[Tensor], stacked: bool) -> Tensor:
     return norms / sizes.sqrt().reshape(-1, *(1,) * (norms.ndim - 1))
 
 
-def clip_by_block_rms(direction: Direction, d: float, stacked: bool) -> None:
-    r"""Update clipping: :math:`\hat U = U / \max(1, \mathrm{RMS}(U) / d)`, RMS per tensor (and model)."""
-    rms = block_rms(direction.values(), stacked)
+def clip_by_block_rms(direction: Direction, rms: Tensor, d: float) -> None:
+    r"""Update clipping: :math:`\hat U = U / \max(1, \mathrm{RMS}(U) / d)`, with ``rms`` the
+    :func:`block_rms` of U per tensor (and model)."""
     direction.scale((rms / d).clamp(min=1.0).reciprocal())
 
 

@@ -1,0 +1,237 @@
+"""Checkpoint and resume: a training job killed with SIGKILL and run again writes the records of an uninterrupted
+run (timing and the process's peak memory aside), and a checkpoint of other specs is ignored."""
+
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from test_trainer import data_dir, spec_dict  # noqa: F401  (data_dir is a fixture)
+
+from optbench import checkpoints
+from optbench.progress import Progress
+from optbench.spec import RunSpec
+from optbench.trainer import train_together
+
+# Fields that describe the process rather than the training (optbench.checkpoints).
+PROCESS_FIELDS = ("timing",)
+
+
+def comparable(record: dict) -> dict:
+    """A record without what may differ after a resume: timing and the process's peak memory."""
+    kept = {key: value for key, value in record.items() if key not in PROCESS_FIELDS}
+    kept["memory"] = {key: value for key, value in record["memory"].items() if key != "peak_bytes"}
+    return kept
+
+
+def records(directory) -> dict[str, dict]:
+    return {path.name: comparable(json.loads(path.read_text())) for path in sorted(directory.glob("*.json"))}
+
+
+def train_command(spec_file, out_dir, *extra):
+    return [
+        sys.executable,
+        "-m",
+        "optbench",
+        "--threads",
+        "1",
+        "train",
+        "--spec",
+        str(spec_file),
+        "--out-dir",
+        str(out_dir),
+        *extra,
+    ]
+
+
+def kill_when(command, path, timeout=120):
+    """Runs ``command`` and kills it with SIGKILL as soon as ``path`` exists."""
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + timeout
+        while not path.exists():
+            assert proc.poll() is None, "the job ended before it could be killed"
+            assert time.monotonic() < deadline, f"no {path} after {timeout} s"
+            time.sleep(0.005)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def epochs_done(path) -> int:
+    return torch.load(path, weights_only=True)["loop"]["epoch"]
+
+
+def kill_and_resume(tmp_path, specs, stop_at, *stack):
+    """Trains ``specs`` uninterrupted, then again killed once checkpoint ``stop_at`` exists, its records deleted as
+    Snakemake deletes a failed job's output, and run again. Returns the two record sets and the last run."""
+    spec_file = tmp_path / "specs.json"
+    spec_file.write_text(json.dumps(specs))
+    reference = subprocess.run(train_command(spec_file, tmp_path / "reference", *stack), capture_output=True)
+    assert reference.returncode == 0, reference.stderr.decode()[-3000:]
+
+    out, ckpt = tmp_path / "out", tmp_path / "checkpoints"
+    command = train_command(spec_file, out, *stack, "--checkpoint-dir", str(ckpt))
+    kill_when(command, ckpt / stop_at)
+    assert 1 <= epochs_done(ckpt / stop_at) < specs[0]["epochs"]  # killed in the middle
+    shutil.rmtree(out, ignore_errors=True)
+    resumed = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert not ckpt.exists()  # deleted once the records are written
+    return records(tmp_path / "reference"), records(out), resumed
+
+
+def test_killed_single_run_resumes_bit_for_bit(tmp_path, data_dir):  # noqa: F811
+    spec = spec_dict(data_dir, epochs=4, dataset_options={"num_samples": 1000})
+    reference, resumed, run = kill_and_resume(tmp_path, [spec], "stack000.pt")
+    assert resumed == reference and len(resumed) == 1
+    assert "resuming from checkpoint" in run.stderr
+    assert "run-epochs restored from checkpoints" in run.stdout
+
+
+@pytest.mark.slow
+def test_killed_stacked_shard_resumes_bit_for_bit(tmp_path, data_dir):  # noqa: F811
+    """Two stacks of cnn_bn (BatchNorm statistics); the job is killed in the second, so the first is restored
+    from its last checkpoint with its records gone. The first holds a run that diverges at once (the diverged
+    set), the second Adafactor (factored moments) with a trace."""
+    common = {"epochs": 3, "model": "cnn_bn", "dataset_options": {"num_samples": 1000}}
+    adamw = [spec_dict(data_dir, lr=lr, **common) for lr in (2**-8, 2**-6, 1e6)]
+    adafactor = [
+        spec_dict(data_dir, variant="adafactor", lr=lr, optimizer={"base": "Adafactor"}, trace_every=3, **common)
+        for lr in (2**-6, 2**-4)
+    ]
+    reference, resumed, run = kill_and_resume(tmp_path, adamw + adafactor, "stack001.pt", "--stack")
+    assert resumed == reference and len(resumed) == 5
+    assert sorted(record["status"] for record in resumed.values()) == ["diverged"] + ["ok"] * 4
+    assert run.stderr.count("resuming from checkpoint") == 2
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """In-process training on one thread, as the jobs above: two threads on a busy 2-core machine spin."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def specs(directory, **overrides):
+    cells = [(2**-8, 2**-10), (2**-6, 2**-8)]
+    fields = {"epochs": 2, "dataset_options": {"num_samples": 1000}, **overrides}
+    return [RunSpec.from_dict(spec_dict(directory, lr=lr, weight_decay=wd, **fields)) for lr, wd in cells]
+
+
+def test_a_finished_checkpoint_gives_the_records_without_training(tmp_path, data_dir, caplog):  # noqa: F811
+    path = tmp_path / "stack000.pt"
+    first = list(train_together(specs(data_dir), stacked=True, checkpoint=path))
+    with caplog.at_level(logging.INFO, logger="optbench"):
+        again = list(train_together(specs(data_dir), stacked=True, checkpoint=path))
+    assert list(map(comparable, again)) == list(map(comparable, first))
+    assert "2 epoch(s) done" in caplog.text and "epoch 1/2" not in caplog.text
+
+
+def test_a_checkpoint_of_other_specs_is_ignored(tmp_path, data_dir, caplog):  # noqa: F811
+    path = tmp_path / "stack000.pt"
+    list(train_together(specs(data_dir), stacked=True, checkpoint=path))
+    other = specs(data_dir, seed=1)
+    with caplog.at_level(logging.INFO, logger="optbench"):
+        resumed = list(train_together(other, stacked=True, checkpoint=path))
+    assert f"checkpoint {path} is of other run specs" in caplog.text
+    fresh = list(train_together(other, stacked=True))
+    assert list(map(comparable, resumed)) == list(map(comparable, fresh))
+
+
+def test_an_unreadable_checkpoint_is_ignored(tmp_path, data_dir, caplog):  # noqa: F811
+    path = tmp_path / "stack000.pt"
+    path.write_bytes(b"not a checkpoint")
+    with caplog.at_level(logging.INFO, logger="optbench"):
+        list(train_together(specs(data_dir)[:1], stacked=False, checkpoint=path))
+    assert "cannot be read" in caplog.text
+    assert checkpoints.load(path, checkpoints.specs_key(specs(data_dir)[:1], False), torch.device("cpu"))
+
+
+class Stop(Exception):
+    """Ends a training loop right after its first checkpoint, as a kill would."""
+
+
+def test_resume_continues_the_global_random_stream(tmp_path, data_dir, monkeypatch):  # noqa: F811
+    """A model that draws from torch's global generator while training (dropout here, Shake-Shake's branch
+    weights in the paper preset) trains on from where the stream was, whatever drew from it in between."""
+    import optbench.trainer
+
+    build = optbench.trainer.build_model
+
+    def with_dropout(*args, **kwargs):
+        model = build(*args, **kwargs)
+        return torch.nn.Sequential(*list(model.children())[:-1], torch.nn.Dropout(0.3), list(model.children())[-1])
+
+    monkeypatch.setattr(optbench.trainer, "build_model", with_dropout)
+    spec = specs(data_dir, epochs=3)[:1]
+    uninterrupted = next(train_together(spec, stacked=False))
+    path, save = tmp_path / "stack000.pt", checkpoints.save
+
+    def save_then_stop(*args, **kwargs):
+        save(*args, **kwargs)
+        raise Stop
+
+    monkeypatch.setattr(checkpoints, "save", save_then_stop)
+    with pytest.raises(Stop):
+        next(train_together(spec, stacked=False, checkpoint=path))
+    monkeypatch.setattr(checkpoints, "save", save)
+    torch.manual_seed(12345)  # another process's stream
+    resumed = next(train_together(spec, stacked=False, checkpoint=path))
+    assert comparable(resumed) == comparable(uninterrupted)
+
+
+def test_writes_take_at_most_their_share_of_the_time(tmp_path, monkeypatch):
+    """10-second epochs and 1-second writes: at most 2% (MAX_OVERHEAD) of the time goes to writing, so a write
+    comes after the first epoch, then every 5 epochs, and after the last."""
+    clock = [0.0]
+    monkeypatch.setattr(checkpoints.time, "perf_counter", lambda: clock[0])
+    written = []
+
+    def slow_save(path, key, **parts):
+        clock[0] += 1.0
+        written.append(parts["epoch"])
+
+    monkeypatch.setattr(checkpoints, "save", slow_save)
+    writer = checkpoints.Writer(tmp_path / "stack000.pt", "key")
+    for epoch in range(1, 121):
+        clock[0] += 10.0
+        writer.after_epoch(lambda epoch=epoch: {"epoch": epoch}, last=epoch == 120)
+    assert checkpoints.MAX_OVERHEAD == 0.02
+    assert written == [*range(1, 120, 5), 120]
+
+
+def test_remove_deletes_only_checkpoints(tmp_path):
+    (tmp_path / "stack000.pt").write_bytes(b"")
+    (tmp_path / ".0123abcd.stack001.pt").write_bytes(b"")  # left by a kill while writing
+    checkpoints.remove(tmp_path)
+    assert not tmp_path.exists()
+    tmp_path.mkdir()
+    (tmp_path / "notes.txt").write_text("mine")
+    checkpoints.remove(tmp_path)
+    assert (tmp_path / "notes.txt").exists()
+
+
+def test_progress_counts_restored_epochs_apart(monkeypatch):
+    clock = iter([0.0, 10.0, 20.0])
+    monkeypatch.setattr("optbench.progress.time.perf_counter", lambda: next(clock))
+    progress = Progress([(2, 4), (2, 4)])
+    progress.next_stack()
+    progress.restore(4, [{"train_loss": 0.75, "test_error": 0.05}])  # 2 of the 4 epochs of stack 1
+    line = progress.epoch_line(3, 4, 2, [0.5, 0.25], [0.2, 0.1])
+    # 2 run-epochs trained in 10 s; 16 - 6 left
+    assert line == "stack 1/2, epoch 3/4: 2/2 runs going, best loss 0.25, error 5.00%, 10s, ETA 50s"
+    progress.finished({"status": "ok", "final_test_error": 0.1, "run_id": "a"})
+    progress.finished({"status": "diverged", "final_test_error": 0.9, "run_id": "b"})
+    assert progress.summary("job") == (
+        "job: 2 runs (1 diverged, 1 ok) trained in 20s, best final test error 10.00% (a), "
+        "4 of 16 run-epochs restored from checkpoints"
+    )

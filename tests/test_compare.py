@@ -1,0 +1,113 @@
+"""optbench.compare: a fresh run against the reference, its verdict rule, its outputs and its command."""
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from fake_records import LRS, diagonal_error, grid_records, separable_error
+from matplotlib.patches import Rectangle
+
+from optbench.__main__ import main
+from optbench.aggregate import runs_table, write_table
+from optbench.compare import FALLBACK_NOISE, Z, compare_runs, difference_figure
+
+ROOT = Path(__file__).resolve().parents[1]
+SEED_SD = 0.002 / math.sqrt(2)  # grid_records: seed s adds 0.002 s, so two seeds differ by 0.002 in every cell
+
+
+def runs(seeds=(0, 1), shift=0.0, adamw_error=separable_error, lrs=LRS):
+    """Two variants on the fake grid; ``shift`` is added to every error of adamw_cosine."""
+    return runs_table(
+        grid_records("adam_l2_cosine", diagonal_error, seeds=seeds, lrs=lrs)
+        + grid_records("adamw_cosine", lambda lr, wd: adamw_error(lr, wd) + shift, seeds=seeds, lrs=lrs)
+    )
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return runs()
+
+
+def test_a_run_agrees_with_itself(reference):
+    comparison = compare_runs(reference, reference)
+    assert comparison.agrees and comparison.problems() == []
+    table = comparison.table.set_index("variant")
+    assert table["noise"].to_numpy() == pytest.approx(SEED_SD)
+    assert table["tolerance_pp"].to_numpy() == pytest.approx(100 * Z * SEED_SD)  # sqrt(1/2 + 1/2) = 1
+    assert (table["best_difference_pp"] == 0).all() and (table["cells"] == len(reference) / 4).all()
+    assert (table["slope_check"] == "agrees").all()
+    assert table["noise_source"].str.startswith("the reference's noise floor (2 seeds)").all()
+
+
+def test_a_shifted_variant_is_listed_with_its_difference(reference):
+    comparison = compare_runs(runs(shift=0.05), reference)
+    assert not comparison.agrees
+    (problem,) = comparison.problems()
+    assert problem.startswith("adamw_cosine: best test error +5.0 pp, beyond the tolerance of 0.3 pp")
+    assert "median cell difference 5.0 pp" in problem
+    row = comparison.table.set_index("variant").loc["adamw_cosine"]
+    assert row["cells_beyond_tolerance"] == row["cells"] == len(LRS) * 6
+
+
+def test_a_shift_within_the_noise_agrees(reference):
+    assert compare_runs(runs(shift=0.5 * Z * SEED_SD), reference).agrees
+
+
+def test_a_moved_diagonal_is_a_slope_that_differs(reference):
+    fresh = runs(adamw_error=diagonal_error)  # AdamW's separable region turned into Adam-L2's diagonal
+    problems = dict(line.split(": ", 1) for line in compare_runs(fresh, reference).problems())
+    assert "slope -1.00 [-1.00, -1.00], the reference's 0.00 [0.00, 0.00]" in problems["adamw_cosine"]
+
+
+def test_one_seed_in_the_reference_uses_the_fallback_noise_and_says_so():
+    reference = runs(seeds=(0,))
+    comparison = compare_runs(runs(seeds=(0,), shift=0.01), reference)
+    table = comparison.table
+    assert (table["noise"] == FALLBACK_NOISE).all() and table["noise_source"].str.startswith("unknown").all()
+    assert table["tolerance_pp"].to_numpy() == pytest.approx(100 * Z * FALLBACK_NOISE * math.sqrt(2))
+    assert table["slope_check"].str.startswith("not checked: one seed").all()
+    assert comparison.agrees  # 1 pp is within the fallback tolerance of 6.8 pp
+    assert not compare_runs(runs(seeds=(0,), shift=0.1), reference).agrees
+
+
+def test_missing_cells_and_variants_are_listed(reference):
+    fresh = runs(lrs=LRS[:-1])  # the largest lr row of both variants is missing
+    assert compare_runs(fresh, reference).problems() == [
+        f"{variant}: 6 of the reference's 30 cells missing in the fresh run"
+        for variant in ("adam_l2_cosine", "adamw_cosine")
+    ]
+    only_adam = reference[reference["variant"].eq("adam_l2_cosine")]
+    comparison = compare_runs(only_adam, reference)
+    assert comparison.problems() == ["adamw_cosine: not in the fresh run"]
+    assert compare_runs(reference, only_adam).only_fresh == ["adamw_cosine"]
+
+
+def test_the_difference_figure_outlines_cells_beyond_the_tolerance(reference, tmp_path):
+    comparison = compare_runs(runs(shift=0.05), reference)
+    fig = difference_figure(comparison, [tmp_path / "d.png"], labels={})
+    panels = {ax.get_title().split("\n")[0]: ax for ax in fig.axes if ax.images}
+    outlined = {name: sum(isinstance(p, Rectangle) for p in ax.patches) for name, ax in panels.items()}
+    assert outlined == {"adam_l2_cosine": 0, "adamw_cosine": len(LRS) * 6}
+    assert (tmp_path / "d.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_command_writes_every_output_and_prints_the_verdict(reference, tmp_path, capsys):
+    config = yaml.safe_load((ROOT / "config.yaml").read_text()) | {"preset": "smoke"}
+    write_table(reference, tmp_path / "reference.csv")
+    write_table(runs(shift=0.05), tmp_path / "fresh.csv")
+    out = tmp_path / "compare"
+    argv = ["compare", "--fresh", str(tmp_path / "fresh.csv"), "--reference", str(tmp_path / "reference.csv")]
+    assert main([*argv, "--config-json", json.dumps(config), "--out-dir", str(out)]) == 0  # a verdict, not an error
+    assert capsys.readouterr().out.startswith(
+        "compare: the fresh run does not agree with the reference in 1 of 2 variants; see "
+    )
+    table = pd.read_csv(out / "compare.csv")
+    assert table["agrees"].tolist() == [True, False]
+    text = (out / "compare.md").read_text()
+    assert "**Verdict: the fresh run does not agree with the reference**, in:" in text
+    assert "- adamw_cosine: best test error +5.0 pp" in text
+    assert "| AdamW, cosine | **no** |" in text  # the config's labels
+    assert (out / "difference.pdf").read_bytes()[:5] == b"%PDF-"

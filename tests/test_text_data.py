@@ -1,0 +1,100 @@
+"""The text_stdlib dataset: its pin, cache, split and batches, on a small corpus the tests write, and the real pin."""
+
+import hashlib
+import os
+
+import pytest
+import torch
+
+from optbench import text_data
+from optbench.data import load_data
+from optbench.dataset_options import DATASET_OPTIONS, TEXT_STDLIB_SHA256
+
+FILES = {"b.py": b"print('b')\n" * 40, "a.py": b"import os\n" * 50, "c.txt": b"not python\n", "d.py": b"x = 1\n" * 30}
+
+
+@pytest.fixture
+def corpus(tmp_path, monkeypatch):
+    """A fake standard library of three *.py files (and a file that is not one); returns its hash."""
+    source = tmp_path / "stdlib"
+    source.mkdir()
+    for name, text in FILES.items():
+        (source / name).write_bytes(text)
+    monkeypatch.setattr(text_data, "stdlib_dir", lambda: source)
+    return hashlib.sha256(FILES["a.py"] + FILES["b.py"] + FILES["d.py"]).hexdigest()
+
+
+def load(data_dir, sha256, batch_size=4, seed=0, **options):
+    options = {"context": 8, "steps_per_epoch": 3, "eval_windows": 5, "sha256": sha256, **options}
+    return load_data("text_stdlib", data_dir=data_dir, batch_size=batch_size, seed=seed, options=options)
+
+
+def test_corpus_is_the_sorted_py_files_cached_once(tmp_path, corpus, monkeypatch):
+    data = load(tmp_path / "data", corpus)
+    assert (data.num_classes, data.input_shape, data.n_train, data.n_test) == (256, (8,), 12, 5)
+    assert data.bits_per_token
+    (cache,) = (tmp_path / "data").iterdir()
+    assert cache.name == f"text_stdlib-{corpus[:16]}.pt"
+    saved = torch.load(cache, weights_only=True)
+    assert saved["files"] == ["a.py", "b.py", "d.py"] and saved["sha256"] == corpus
+    assert bytes(saved["tokens"].tolist()) == FILES["a.py"] + FILES["b.py"] + FILES["d.py"]
+    monkeypatch.setattr(text_data, "read_corpus", lambda *a: pytest.fail("read the sources again"))
+    load(tmp_path / "data", corpus)  # from the cache alone
+
+
+def test_a_different_corpus_stops_naming_the_option_and_the_hash_found(tmp_path, corpus):
+    with pytest.raises(
+        ValueError, match=rf"sha256: .* hash to {corpus}, not the pinned 0{{64}}.*dataset_options\.sha256"
+    ):
+        load(tmp_path, "0" * 64)
+    assert os.listdir(tmp_path) == ["stdlib"]  # no cache written
+
+
+def test_split_windows_and_batches(tmp_path, corpus):
+    data = load(tmp_path, corpus, val_fraction=0.2)
+    tokens = torch.load(next(tmp_path.glob("*.pt")), weights_only=True)["tokens"]
+    cut = int(0.8 * len(tokens))
+    train, val = tokens[:cut].long(), tokens[cut:].long()
+    batches = list(data.train_batches(1))
+    assert len(batches) == 3 and all(x.shape == y.shape == (4, 8) for x, y in batches)
+    for x, y in batches:
+        assert torch.equal(x[:, 1:], y[:, :-1])  # y is the next byte
+        for row, target in zip(x, y):
+            start = next(i for i in range(cut - 8) if torch.equal(train[i : i + 8], row) and train[i + 8] == target[-1])
+            assert torch.equal(train[start + 1 : start + 9], target)
+    (x_val, y_val), *rest = list(data.test_batches())
+    assert sum(len(x) for x, _ in [(x_val, y_val), *rest]) == 5
+    assert torch.equal(x_val[0], val[:8]) and torch.equal(y_val[0], val[1:9])  # the first window starts the split
+    assert x_val.dtype == torch.int64
+
+
+def test_training_windows_are_a_function_of_seed_and_epoch(tmp_path, corpus):
+    first, again, other = load(tmp_path, corpus), load(tmp_path, corpus), load(tmp_path, corpus, seed=1)
+    same = [torch.equal(a[0], b[0]) for a, b in zip(first.train_batches(2), again.train_batches(2))]
+    assert all(same)
+    assert not torch.equal(next(first.train_batches(2))[0], next(first.train_batches(3))[0])
+    assert not torch.equal(next(first.train_batches(2))[0], next(other.train_batches(2))[0])
+    assert [torch.equal(a[0], b[0]) for a, b in zip(first.test_batches(), other.test_batches())] == [True, True]
+
+
+@pytest.mark.parametrize(
+    "options, match",
+    [
+        ({"context": 0}, "dataset_options.context: must be an integer >= 1"),
+        ({"steps_per_epoch": 2.5}, "dataset_options.steps_per_epoch: must be an integer"),
+        ({"eval_windows": True}, "dataset_options.eval_windows: must be an integer"),
+        ({"val_fraction": 1.0}, r"dataset_options.val_fraction: must be a number in \(0, 1\)"),
+        ({"sha256": "abc"}, "dataset_options.sha256: must be 64 hex digits"),
+        ({"context": 400}, r"dataset_options.context: 400 \+ 1 exceeds the \d+ bytes of the validation split"),
+    ],
+)
+def test_bad_options_are_named(tmp_path, corpus, options, match):
+    with pytest.raises(ValueError, match=match):
+        load(tmp_path, options.pop("sha256", corpus), **options)
+
+
+def test_the_pin_is_this_interpreters_standard_library():
+    files = text_data.corpus_files(text_data.stdlib_dir())
+    text = b"".join(path.read_bytes() for path in files)
+    assert (len(files), len(text)) == (168, 4_698_388)
+    assert hashlib.sha256(text).hexdigest() == TEXT_STDLIB_SHA256 == DATASET_OPTIONS["text_stdlib"]["sha256"]

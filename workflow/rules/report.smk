@@ -1,0 +1,14 @@
+# The report's tables: every Markdown table of the run (tables/*.md) as one HTML page (optbench.report_tables).
+# The report shows it on its first page (workflow/report/workflow.rst) and as the result "Tables".
+rule report_tables:
+    input:
+        [p for p in table_files() if p.endswith(".md")],
+    output:
+        report(f"{RESULTS}/report/tables.html", caption="../report/tables.rst", category="Tables"),
+    log:
+        f"{RESULTS}/logs/report_tables.log",
+    localrule: True
+    conda:
+        ENV
+    shell:
+        f"{OPTBENCH} report-tables --tables {{input}} --out {{output}} 2> {{log}}"
