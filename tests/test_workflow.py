@@ -245,8 +245,8 @@ def test_a_fresh_clone_plans_the_training(tmp_path):
     result = snakemake(workdir, "--dry-run", "--quiet", "rules", timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = {rule: int(n) for rule, n in re.findall(r"^(\w+)\s+(\d+)$", result.stdout, flags=re.MULTILINE)}
-    expected = {"prepare_data": 1, "train": 38, "aggregate": 1, "outputs": 1, "report_tables": 1, "all": 1}
-    assert jobs == {**expected, "total": 43}  # 19 variants x 2 training jobs
+    expected = {"prepare_data": 1, "train": 34, "aggregate": 1, "outputs": 1, "report_tables": 1, "all": 1}
+    assert jobs == {**expected, "total": 39}  # 17 variants x 2 training jobs
 
 
 def test_compare_needs_a_reference():
