@@ -57,8 +57,8 @@ def grid(c, axis):
 BAD_CONFIGS = [
     (
         "warm-up as long as the run",
-        lambda c: quick(c)["schedules"]["cosine"].update(warmup_epochs=10),
-        "presets.quick.schedules.cosine: warmup_epochs must be < epochs (10)",
+        lambda c: quick(c)["schedules"]["cosine"].update(warmup_epochs=quick(c)["epochs"]),
+        "presets.quick.schedules.cosine: warmup_epochs must be < epochs (8)",
     ),
     (
         "milestones out of order",

@@ -37,7 +37,7 @@ def test_every_run_spec_of_every_preset_is_valid(preset):
 
 def test_quick_grids_are_11_by_12_factors_of_two_apart():
     exp = load_experiment(config("quick"))
-    assert len(exp.variants) == 19
+    assert len(exp.variants) == 17  # the AdamW and Adafactor variants; SGD runs in reproduce
     for variant in exp.variants:
         lrs, decays = exp.grid(variant)
         assert (len(lrs), len(decays)) == (11, 12)
