@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from test_models import one_thread  # noqa: F401  (an autouse fixture: one thread in this module too)
 from test_workflow import copy_workflow, snakemake
 
 from optbench.ablation_outputs import cell_table, spikes
@@ -32,14 +33,6 @@ def config(preset):
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     return str(tmp_path_factory.mktemp("data"))
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 # --- the presets ---------------------------------------------------------------------------------
