@@ -1,7 +1,12 @@
-"""The text_stdlib dataset: its pin, cache, split and batches, on a small corpus the tests write, and the real pin."""
+"""The text_stdlib dataset: its pin, cache, split and batches, on a small corpus the tests write, and the shipped
+corpus, the same bytes whatever the interpreter."""
 
 import hashlib
+import json
+import lzma
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -10,18 +15,20 @@ from optbench import text_data
 from optbench.data import load_data
 from optbench.dataset_options import DATASET_OPTIONS, TEXT_STDLIB_SHA256
 
-FILES = {"b.py": b"print('b')\n" * 40, "a.py": b"import os\n" * 50, "c.txt": b"not python\n", "d.py": b"x = 1\n" * 30}
+FILES = {"a.py": b"import os\n" * 50, "b.py": b"print('b')\n" * 40, "d.py": b"x = 1\n" * 30}
 
 
 @pytest.fixture
 def corpus(tmp_path, monkeypatch):
-    """A fake standard library of three *.py files (and a file that is not one); returns its hash."""
-    source = tmp_path / "stdlib"
-    source.mkdir()
-    for name, text in FILES.items():
-        (source / name).write_bytes(text)
-    monkeypatch.setattr(text_data, "stdlib_dir", lambda: source)
-    return hashlib.sha256(FILES["a.py"] + FILES["b.py"] + FILES["d.py"]).hexdigest()
+    """A small corpus of three files, shipped as the real one is (xz and a manifest); returns its hash."""
+    text = b"".join(FILES.values())
+    shipped = tmp_path / "corpus" / "small.xz"
+    shipped.parent.mkdir()
+    shipped.write_bytes(lzma.compress(text))
+    manifest = {"sha256": hashlib.sha256(text).hexdigest(), "files": [[n, len(t)] for n, t in FILES.items()]}
+    shipped.with_suffix(".json").write_text(json.dumps(manifest))
+    monkeypatch.setattr(text_data, "CORPUS", shipped)
+    return manifest["sha256"]
 
 
 def load(data_dir, sha256, batch_size=4, seed=0, **options):
@@ -29,7 +36,7 @@ def load(data_dir, sha256, batch_size=4, seed=0, **options):
     return load_data("text_stdlib", data_dir=data_dir, batch_size=batch_size, seed=seed, options=options)
 
 
-def test_corpus_is_the_sorted_py_files_cached_once(tmp_path, corpus, monkeypatch):
+def test_corpus_is_read_once_into_its_cache(tmp_path, corpus, monkeypatch):
     data = load(tmp_path / "data", corpus)
     assert (data.num_classes, data.input_shape, data.n_train, data.n_test) == (256, (8,), 12, 5)
     assert data.bits_per_token
@@ -44,10 +51,11 @@ def test_corpus_is_the_sorted_py_files_cached_once(tmp_path, corpus, monkeypatch
 
 def test_a_different_corpus_stops_naming_the_option_and_the_hash_found(tmp_path, corpus):
     with pytest.raises(
-        ValueError, match=rf"sha256: .* hash to {corpus}, not the pinned 0{{64}}.*dataset_options\.sha256"
+        ValueError,
+        match=rf"sha256: the corpus .*small.xz .* hashes to {corpus}, not the pinned 0{{64}}; dataset_options",
     ):
         load(tmp_path, "0" * 64)
-    assert os.listdir(tmp_path) == ["stdlib"]  # no cache written
+    assert os.listdir(tmp_path) == ["corpus"]  # no cache written
 
 
 def test_split_windows_and_batches(tmp_path, corpus):
@@ -93,8 +101,29 @@ def test_bad_options_are_named(tmp_path, corpus, options, match):
         load(tmp_path, options.pop("sha256", corpus), **options)
 
 
-def test_the_pin_is_this_interpreters_standard_library():
-    files = text_data.corpus_files(text_data.stdlib_dir())
-    text = b"".join(path.read_bytes() for path in files)
-    assert (len(files), len(text)) == (168, 4_698_388)
-    assert hashlib.sha256(text).hexdigest() == TEXT_STDLIB_SHA256 == DATASET_OPTIONS["text_stdlib"]["sha256"]
+def test_the_shipped_corpus_is_the_pinned_one():
+    manifest = json.loads(text_data.CORPUS.with_suffix(".json").read_text())
+    saved = text_data.read_corpus(text_data.CORPUS, TEXT_STDLIB_SHA256)
+    assert (
+        (len(saved["files"]), len(saved["tokens"])) == (168, 4_698_388) == (len(manifest["files"]), manifest["bytes"])
+    )
+    assert sum(size for _, size in manifest["files"]) == manifest["bytes"]
+    assert saved["sha256"] == manifest["sha256"] == TEXT_STDLIB_SHA256 == DATASET_OPTIONS["text_stdlib"]["sha256"]
+
+
+def test_the_corpus_does_not_depend_on_the_interpreters_standard_library(tmp_path):
+    """Another interpreter's standard library (here: none, its directory empty) gives the same corpus: the loader
+    reads the copy shipped in the package, in a fresh process whose sysconfig points nowhere."""
+    script = f"""
+import sysconfig
+sysconfig.get_paths = lambda *a, **k: {{"stdlib": {str(tmp_path)!r}, "platstdlib": {str(tmp_path)!r}}}
+sysconfig.get_path = lambda name, *a, **k: {str(tmp_path)!r}
+from optbench.data import load_data
+data = load_data("text_stdlib", data_dir={str(tmp_path / "data")!r}, batch_size=4, seed=0,
+                 options={{"context": 8, "steps_per_epoch": 1, "eval_windows": 2}})
+print(next(iter(data.test_batches()))[0].tolist())
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    tokens = lzma.decompress(text_data.CORPUS.read_bytes())
+    first = list(tokens[int(0.9 * len(tokens)) :][:8])
+    assert json.loads(out)[0] == first

@@ -1,13 +1,15 @@
-r"""``text_stdlib``: byte-level language modelling on the Python standard library's own source.
+r"""``text_stdlib``: byte-level language modelling on a shipped copy of Python's standard library source.
 
-**Source.** The bytes of every ``*.py`` file directly in the running interpreter's standard
-library directory (``sysconfig.get_paths()["stdlib"]``, no subpackages), in sorted file-name
-order, concatenated: 168 files and 4,698,388 bytes for Python 3.11.7.
+**Source.** The bytes of every ``*.py`` file directly in CPython 3.11.7's ``Lib/`` directory, in
+sorted file-name order, concatenated: 168 files and 4,698,388 bytes. They ship with this package,
+xz-compressed, in ``optbench/corpus/`` (:data:`CORPUS`, with a manifest of the files and the Python
+Software Foundation's license), so every machine and every interpreter reads the same bytes; the
+running interpreter's own standard library is never read.
 
 **Pin.** The corpus's SHA-256 must equal the dataset option ``sha256`` (default
-:data:`optbench.dataset_options.TEXT_STDLIB_SHA256`, that of Python 3.11.7; the options are
-checked there). Another release's standard library gives other bytes, and loading stops with
-an error naming the option and the hash found, rather than train on another text.
+:data:`optbench.dataset_options.TEXT_STDLIB_SHA256`; the options are checked there). A
+mismatch stops loading with an error naming the option, the file and the hash found, rather than
+train on another text.
 
 **Cache.** The corpus is tokenized once (one token per byte, vocabulary 256) into
 ``<data_dir>/text_stdlib-<first 16 hex digits of the hash>.pt``, written atomically, holding the
@@ -27,8 +29,9 @@ same for every run and every evaluation.
 from __future__ import annotations
 
 import hashlib
+import json
+import lzma
 import math
-import sysconfig
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
@@ -41,36 +44,29 @@ from .atomic import atomic_write_buffered
 VOCABULARY = 256  # one token per byte
 
 
-def stdlib_dir() -> Path:
-    """The standard library directory of the running interpreter."""
-    return Path(sysconfig.get_paths()["stdlib"])
+#: The shipped corpus: the concatenated files, xz-compressed; beside it their manifest (``.json``).
+CORPUS = Path(__file__).parent / "corpus" / "python-3.11.7-stdlib.xz"
 
 
-def corpus_files(directory: Path) -> list[Path]:
-    """The corpus's files: every ``*.py`` directly in ``directory``, sorted by name."""
-    return sorted(directory.glob("*.py"), key=lambda path: path.name)
-
-
-def read_corpus(directory: Path, sha256: str) -> dict:
-    """Tokens, file names and hash of the corpus in ``directory``; ValueError unless it hashes to ``sha256``."""
-    files = corpus_files(directory)
-    text = b"".join(path.read_bytes() for path in files)
+def read_corpus(path: Path, sha256: str) -> dict:
+    """Tokens, file names and hash of the corpus in ``path``; ValueError unless it hashes to ``sha256``."""
+    text = lzma.decompress(path.read_bytes())
     found = hashlib.sha256(text).hexdigest()
     if found != sha256:
         raise ValueError(
-            f"text_stdlib sha256: the {len(files)} *.py files of {directory} ({len(text)} bytes) hash to {found}, "
-            f"not the pinned {sha256} (Python 3.11.7's standard library); set dataset_options.sha256 to "
-            f"{found} to train on this text instead"
+            f"text_stdlib sha256: the corpus {path} ({len(text)} bytes) hashes to {found}, not the pinned {sha256}; "
+            f"dataset_options.sha256 must be the shipped corpus's hash, or the file is damaged"
         )
+    files = [name for name, _ in json.loads(path.with_suffix(".json").read_text())["files"]]
     tokens = torch.frombuffer(bytearray(text), dtype=torch.uint8).clone()
-    return {"tokens": tokens, "files": [path.name for path in files], "sha256": found}
+    return {"tokens": tokens, "files": files, "sha256": found}
 
 
 def cached_corpus(data_dir: Path, sha256: str) -> dict:
     """The pinned corpus from its cache file, tokenized and written there atomically on first use."""
     path = data_dir / f"text_stdlib-{sha256[:16]}.pt"
     if not path.exists():
-        atomic_write_buffered(path, partial(torch.save, read_corpus(stdlib_dir(), sha256)))
+        atomic_write_buffered(path, partial(torch.save, read_corpus(CORPUS, sha256)))
     return torch.load(path, weights_only=True)
 
 
