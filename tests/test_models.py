@@ -16,9 +16,16 @@ INPUT_SHAPES = {
     "resnet_small": (3, 32, 32),
     "shake_shake_26_2x64d": (3, 32, 32),
     "transformer_base": (16,),
-    "lm_tiny": (64,),
+    **{name: (64,) for name in ("lm_d8", "lm_d16", "lm_d32", "lm_d64", "lm_tiny")},
 }
-SEQUENCE_MODELS = ("transformer_base", "lm_tiny")  # token ids in, a prediction per position out
+SEQUENCE_MODELS = (
+    "transformer_base",
+    "lm_d8",
+    "lm_d16",
+    "lm_d32",
+    "lm_d64",
+    "lm_tiny",
+)  # token ids in, a prediction per position out
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -65,6 +72,10 @@ def test_transformer_forward_shape():
         ("resnet_small", 10, 692_122),
         ("shake_shake_26_2x64d", 10, 11_653_978),
         ("transformer_base", 32_000, 60_524_544),
+        ("lm_d8", 256, 6_624),
+        ("lm_d16", 256, 16_064),
+        ("lm_d32", 256, 44_160),
+        ("lm_d64", 256, 137_216),
         ("lm_tiny", 256, 470_784),
     ],
 )
@@ -164,6 +175,8 @@ def test_transformer_base_on_meta_allocates_nothing():
 
 
 def test_unknown_model_lists_the_allowed_ones():
-    allowed = "cnn, cnn_bn, mlp, resnet_small, shake_shake_26_2x64d, lm_tiny, transformer_base"
+    allowed = (
+        "cnn, cnn_bn, mlp, resnet_small, shake_shake_26_2x64d, lm_d8, lm_d16, lm_d32, lm_d64, lm_tiny, transformer_base"
+    )
     with pytest.raises(ValueError, match=f"'vgg'.*{allowed}"):
         build_model("vgg", num_classes=10, input_shape=(3, 32, 32))

@@ -51,9 +51,11 @@ def shard(directory, optimizer, dtype, cells=CELLS, **overrides):
     ]
 
 
-def assert_same_records(stacked, alone, dtype):
-    tol, samples = PRECISION[dtype]
-    error_tol = samples / 200 + 1e-12  # 200 test signals
+def assert_same_records(stacked, alone, dtype, test_items=200, tol=None):
+    """``test_items``: the test set's size (200 MNIST-1D test signals by default), for the test errors' tolerance;
+    ``tol``: on losses and decays, instead of the dtype's."""
+    tol, samples = (tol or PRECISION[dtype][0]), PRECISION[dtype][1]
+    error_tol = samples / test_items + 1e-12
     for s, a in zip(stacked, alone, strict=True):
         validate_record(s)
         assert s["timing"]["stacked_models"] == len(stacked) and a["timing"]["stacked_models"] == 1

@@ -15,7 +15,8 @@ grouped convolution; the timings are in ``benchmarks/README.md``.)
 A model can stack when it is a ``Sequential`` (nested ones allowed) of ``Conv1d``
 (``groups=1``, ``dilation=1``, zero padding), ``Linear``, ``BatchNorm1d`` (affine, with
 running statistics and a momentum), ``ReLU`` and ``Flatten`` layers, as the MNIST-1D
-CNNs and MLP are: :func:`can_stack`. Anything else trains one run at a time.
+CNNs and MLP are, or the decoder language model (:mod:`optbench.stacked_lm` runs its K
+copies): :func:`can_stack`. Anything else trains one run at a time.
 
 **Grouped BatchNorm.** For model k and channel c, with ``h[k, c]`` that channel's
 activations over the batch (and length) and n their number, training mode computes
@@ -40,6 +41,9 @@ from collections.abc import Iterator, Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from . import stacked_lm
+from .models.lm import DecoderLM
 
 
 def _stack(t: Tensor, count: int) -> Tensor:
@@ -73,7 +77,9 @@ def _stackable(layer: nn.Module) -> bool:
 
 def can_stack(model: nn.Module) -> bool:
     """Whether ``model`` can train stacked: a ``Sequential`` of the layers :class:`StackedModels` runs,
-    ending in a ``Linear`` one."""
+    ending in a ``Linear`` one, or a :class:`DecoderLM`."""
+    if type(model) is DecoderLM:
+        return True
     layers = list(_layers(model)) if type(model) is nn.Sequential else []
     return bool(layers) and all(map(_stackable, layers)) and type(layers[-1]) is nn.Linear
 
@@ -215,9 +221,11 @@ class StackedModels:
             got = [type(m).__name__ for m in _layers(model)]
             raise ValueError(
                 f"model: {type(model).__name__} cannot be stacked; only a Sequential of Conv1d, Linear, "
-                f"BatchNorm1d, ReLU and Flatten layers ending in a Linear one can (got {got})"
+                f"BatchNorm1d, ReLU and Flatten layers ending in a Linear one, or a DecoderLM, can (got {got})"
             )
-        self.layers, self.count, self.training = list(_layers(model)), count, model.training
+        self.model, self.count, self.training = model, count, model.training
+        self.layers = [] if type(model) is DecoderLM else list(_layers(model))
+        self.names = [name for name, _ in model.named_parameters()]
         self.params = [_stack(p, count).requires_grad_() for p in model.parameters()]
         #: Per BatchNorm layer: running mean and variance (K, C) and batches seen (K,), buffers of no gradient.
         self.stats = [
@@ -227,11 +235,14 @@ class StackedModels:
         ]
 
     def __call__(self, x: Tensor) -> Tensor:
-        """Logits ``(K, B, classes)`` of every model for one input batch ``x`` of shape (B, C, L) or (B, F).
+        """Logits ``(K, B, classes)`` of every model for one input batch ``x`` of shape (B, C, L) or (B, F);
+        for a :class:`DecoderLM`, ``(K, B, T, vocabulary)`` for token ids ``(B, T)`` (:mod:`optbench.stacked_lm`).
 
         Activations are ``(K, C, L, B)`` (batch innermost) or ``(K, F, B)``: a ``Flatten`` is then a
         view in ``nn.Flatten``'s feature order, and a ``Linear`` layer one ``baddbmm``.
         """
+        if not self.layers:
+            return stacked_lm.forward(self.model, dict(zip(self.names, self.params)), x)
         h = x.movedim(0, -1)  # (C, L, B) or (F, B)
         h = h.expand(self.count, *h.shape)
         params, stats = iter(self.params), iter(self.stats)

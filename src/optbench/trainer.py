@@ -12,7 +12,8 @@ uniform guess, :math:`\log_2` of the vocabulary, at the epoch a run diverges.
 
 A spec with ``trace_every = k > 0`` also records a trace (:class:`Trace`): every step's
 training loss, and every k steps the optimizer's RMS(U) report
-(:class:`~optbench.optim.optimizer.UpdateRMS`).
+(:class:`~optbench.optim.optimizer.UpdateRMS`), each value to 4 significant digits (a diagnostic, kept small
+in the record).
 """
 
 from __future__ import annotations
@@ -431,7 +432,8 @@ class Trace:
 
 
 def _finite(value: float) -> float | None:
-    return value if math.isfinite(value) else None
+    """A traced value to 4 significant digits, None where not finite."""
+    return float(f"{value:.4g}") if math.isfinite(value) else None
 
 
 def train_epoch(
@@ -450,7 +452,7 @@ def train_epoch(
     (if any) records every step's losses and, on its sampled steps, asks the optimizer for RMS(U).
     """
     models.train()
-    loss_sum, steps = torch.zeros(models.count, device=models.params[0].device), 0
+    loss_sum, steps = torch.zeros(models.count, dtype=dtype, device=models.params[0].device), 0  # run's precision
     for x, y in batches:
         lam, multiplier = opt.param_groups[0]["weight_decay"], schedule.multiplier  # this batch's (history)
         with autocast():
@@ -462,7 +464,7 @@ def train_epoch(
             trace.add(losses, opt)
         models.zero_models(diverged)
         schedule.step()
-        loss_sum += losses.detach().float()
+        loss_sum += losses.detach()
         steps += 1
     return (loss_sum / steps).tolist(), lam, multiplier
 

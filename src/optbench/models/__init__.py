@@ -12,7 +12,7 @@ from torch import nn
 
 from .cifar_resnet import build_resnet_small
 from .cnn import build_cnn, build_cnn_bn
-from .lm import build_lm_tiny
+from .lm import lm_builder
 from .mlp import build_mlp
 from .shake_shake import build_shake_shake_26_2x64d
 from .transformer import build_transformer_base
@@ -36,7 +36,10 @@ REGISTRY = {
     "mlp": ModelEntry(build_mlp, "MNIST-1D MLP", 10, (1, 40), "mnist1d"),
     "resnet_small": ModelEntry(build_resnet_small, "ResNet-14 small", 10, (3, 32, 32), "cifar10"),
     "shake_shake_26_2x64d": ModelEntry(build_shake_shake_26_2x64d, "Shake-Shake 26 2x64d", 10, (3, 32, 32), "cifar10"),
-    "lm_tiny": ModelEntry(build_lm_tiny, "byte-level decoder LM (2 x 128)", 256, (64,), "text_stdlib"),
+    **{
+        name: ModelEntry(lm_builder(width), f"byte-level decoder LM (2 x {width})", 256, (64,), "text_stdlib")
+        for name, width in (("lm_d8", 8), ("lm_d16", 16), ("lm_d32", 32), ("lm_d64", 64), ("lm_tiny", 128))
+    },
     "transformer_base": ModelEntry(build_transformer_base, "Transformer-base", 32_000, (256,), None),  # vocabulary 32k
 }
 MODELS = tuple(REGISTRY)

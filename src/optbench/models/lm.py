@@ -1,4 +1,4 @@
-r"""A small decoder-only Transformer language model that trains on a CPU (``lm_tiny``).
+r"""Small decoder-only Transformer language models that train on a CPU (``lm_d16`` to ``lm_tiny``).
 
 Pre-norm blocks (Xiong et al. 2020): for the embeddings :math:`h_0 = E[x] + P` of the tokens and
 their learned positions, each block computes
@@ -52,7 +52,12 @@ class DecoderLM(nn.Module):
         return self.head(self.norm(self.blocks(h)))
 
 
-def build_lm_tiny(*, num_classes: int, input_shape: tuple[int, ...]) -> DecoderLM:
-    """2 layers, d_model 128, 4 heads, d_ff 512; ``num_classes`` is the vocabulary, ``input_shape`` ``(context,)``."""
-    (context,) = input_shape
-    return DecoderLM(num_classes, context, d_model=128, heads=4, layers=2, d_ff=512)
+def lm_builder(d_model: int):
+    """The builder of the 2-layer model of width ``d_model``: ``max(2, d_model // 32)`` heads, d_ff ``4 d_model``;
+    its ``num_classes`` is the vocabulary, its ``input_shape`` ``(context,)``."""
+
+    def build(*, num_classes: int, input_shape: tuple[int, ...]) -> DecoderLM:
+        (context,) = input_shape
+        return DecoderLM(num_classes, context, d_model=d_model, heads=max(2, d_model // 32), layers=2, d_ff=4 * d_model)
+
+    return build
