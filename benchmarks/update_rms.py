@@ -41,7 +41,7 @@ from optbench.trainer import Trace, flushed_denormals, train_epoch
 
 ROOT = Path(__file__).resolve().parents[1]
 
-VARIANTS = ("lm_adam", "lm_clip", "lm_adafactor")  # no clipping (U only for the report), clipping, Adafactor
+VARIANTS = ("lm_B", "lm_H", "lm_O")  # no clipping (U only for the report), clipping, Adafactor
 
 
 def preset_spec(variant: str, data_dir: str) -> RunSpec:

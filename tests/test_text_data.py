@@ -7,9 +7,11 @@ import lzma
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from optbench import text_data
 from optbench.data import load_data
@@ -109,6 +111,16 @@ def test_the_shipped_corpus_is_the_pinned_one():
     )
     assert sum(size for _, size in manifest["files"]) == manifest["bytes"]
     assert saved["sha256"] == manifest["sha256"] == TEXT_STDLIB_SHA256 == DATASET_OPTIONS["text_stdlib"]["sha256"]
+
+
+def test_the_stability_maps_unigram_bits_are_the_corpus_byte_frequencies():
+    """config.yaml's unigram_bits: the validation split's cross-entropy under the training split's byte frequencies."""
+    tokens = text_data.read_corpus(text_data.CORPUS, TEXT_STDLIB_SHA256)["tokens"].long()
+    train, val = text_data.split(tokens, DATASET_OPTIONS["text_stdlib"]["val_fraction"])
+    frequencies = torch.bincount(train, minlength=256).double() / len(train)
+    bits = -torch.log2(frequencies[val]).mean().item()
+    config = yaml.safe_load((Path(__file__).resolve().parents[1] / "config.yaml").read_text())
+    assert config["stability_maps"]["adafactor"]["unigram_bits"] == round(bits, 3) == 4.543
 
 
 def test_the_corpus_does_not_depend_on_the_interpreters_standard_library(tmp_path):

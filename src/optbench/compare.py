@@ -47,7 +47,7 @@ from .aggregate import CELL_COLUMNS, cell_table, read_runs, write_table
 from .atomic import atomic_write_text
 from .experiment import Experiment
 from .memory_tables import markdown_table
-from .plots import PANEL_INCHES, _text_colour, log2_label, save_figure
+from .plots import PANEL_INCHES, log2_label, save_figure, text_colour
 from .statistics import CONFIDENCE, variant_statistics
 
 # The seed standard deviation assumed for a reference of one seed: the largest noise floor of the
@@ -329,7 +329,7 @@ def _draw_difference(ax, cells: pd.DataFrame, tolerance: float, norm: Normalize,
             ax.text(j, i, "n/a", ha="center", va="center", fontsize=fontsize)
             continue
         ax.text(
-            j, i, f"{value:+.1f}", ha="center", va="center", fontsize=fontsize, color=_text_colour(cmap(norm(value)))
+            j, i, f"{value:+.1f}", ha="center", va="center", fontsize=fontsize, color=text_colour(cmap(norm(value)))
         )
         if abs(value) > tolerance:
             ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="black", linewidth=1.5))

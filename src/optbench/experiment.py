@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from .ablations import Ablation, load_ablations
 from .config_checks import check_experiment
 from .run_ids import check_distinct
+from .stability_maps import StabilityMap, load_stability_maps
 from .sweeps import Sweep, apply, expand, load_anytime, load_sweeps
 from .switches import check_renamed
 
@@ -34,7 +34,7 @@ class Experiment:
     comparisons: tuple[tuple[str, str], ...] = ()  # (baseline, candidate) pairs, both run by the preset
     sweeps: tuple[Sweep, ...] = ()
     anytime: tuple[tuple[str, str], ...] = ()
-    ablations: tuple[Ablation, ...] = ()  # the ablation tables of the variants it runs (optbench.ablations)
+    stability_maps: tuple[StabilityMap, ...] = ()  # the maps of the variants it runs (optbench.stability_maps)
 
     @property
     def runs_per_job(self) -> int:
@@ -61,10 +61,8 @@ class Experiment:
             "weight_decay": weight_decay,
             "seed": seed,
             "preset": self.preset,
-            **{
-                k: s[k]
-                for k in ("dataset", "model", "epochs", "batch_size", "device", "bf16", "data_dir", "dataset_options")
-            },
+            **{k: s[k] for k in ("dataset", "model", "epochs", "batch_size", "device", "bf16", "data_dir")},
+            "dataset_options": {**s["dataset_options"], **v.get("dataset_options", {})},
         }
         if "trace_every" in s:
             spec["trace_every"] = s["trace_every"]
@@ -112,7 +110,7 @@ class Experiment:
                 **{f"heatmaps_{sweep.key}": figure(f"heatmaps_{sweep.key}") for sweep in self.sweeps},
                 **({"anytime": table("anytime"), "anytime_figure": figure("anytime")} if self.anytime else {}),
             },
-            "ablations": {a.name: [*table(a.name), *figure(f"{a.name}_update_rms")] for a in self.ablations},
+            "stability_maps": {m.name: m.outputs(table, figure) for m in self.stability_maps},
         }
 
 
@@ -133,7 +131,7 @@ def load_experiment(config: dict[str, Any]) -> Experiment:
     one whose values would share run ids (:mod:`optbench.run_ids`), or anything a training job would reject
     (:func:`optbench.config_checks.check_experiment`). Swept variants are
     replaced by their rows per value. Figure panels, comparisons and ``anytime`` pairs of variants the preset
-    does not run are dropped, and so are the cells of ablation tables (:mod:`optbench.ablations`). ``variants:
+    does not run are dropped, and so are the cells of stability maps (:mod:`optbench.stability_maps`). ``variants:
     all`` runs every variant but those marked ``in_all: false``."""
     name = config["preset"]
     presets = config["presets"]
@@ -183,8 +181,8 @@ def load_experiment(config: dict[str, Any]) -> Experiment:
                 check_distinct(axis_values(grid[axis]))
             except ValueError as err:
                 raise ValueError(f"presets.{name}.grids.{grid_name}.{axis}.{err}") from None
-    ablations = load_ablations(config.get("ablations", {}), config["variants"], variants)
-    experiment = Experiment(name, settings, variants, figures, tuple(comparisons), sweeps, anytime, ablations)
+    maps = load_stability_maps(config.get("stability_maps", {}), config["variants"], variants)
+    experiment = Experiment(name, settings, variants, figures, tuple(comparisons), sweeps, anytime, maps)
     check_experiment(experiment, config)
     return experiment
 

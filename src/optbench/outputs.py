@@ -9,7 +9,6 @@ from pathlib import Path
 import pandas as pd
 
 from . import formatting as fmt
-from .ablation_outputs import write_ablation_outputs
 from .aggregate import read_runs, write_table
 from .atomic import atomic_write_text
 from .budget_plots import anytime_figure, best_decay_figure
@@ -18,6 +17,7 @@ from .experiment import Experiment, present_panels
 from .memory_tables import markdown_table, memory_models, memory_table, write_memory_tables
 from .plots import heatmap_figure, learning_curves_figure
 from .schedules import ScheduleSpec, cycle_ends
+from .stability_outputs import write_stability_outputs
 from .statistics import CONFIDENCE, improvement_table, variant_statistics
 from .sweeps import SETTINGS
 
@@ -102,8 +102,8 @@ def _write_tables(table: pd.DataFrame, markdown: str, csv_path: str | os.PathLik
 
 def write_outputs(runs_csv: str | Path, experiment: Experiment, results: str | Path) -> None:
     """Summary, improvement and memory tables (the preset's model and the papers'), one heatmap figure
-    per configured figure, the learning curves, and each ablation table with its update-RMS figure
-    (:mod:`optbench.ablation_outputs`), of the variants ``runs.csv`` holds."""
+    per configured figure, the learning curves, and each stability map's tables and figures
+    (:mod:`optbench.stability_outputs`), of the variants ``runs.csv`` holds."""
     runs = read_runs(runs_csv)
     out = experiment.outputs(str(results))
     labels = {name: row["label"] for name, row in experiment.variants.items()}
@@ -125,8 +125,8 @@ def write_outputs(runs_csv: str | Path, experiment: Experiment, results: str | P
     learning_curves_figure(runs, present, out["learning_curves"], labels=labels)
     if experiment.sweeps:
         write_sweep_outputs(runs, experiment, out["sweeps"], labels)
-    for ablation in experiment.ablations:
-        write_ablation_outputs(runs, ablation, out["ablations"][ablation.name], labels)
+    for smap in experiment.stability_maps:
+        write_stability_outputs(runs, smap, out["stability_maps"][smap.name], labels)
 
 
 def decay_slopes_markdown(fits: pd.DataFrame) -> str:

@@ -57,7 +57,8 @@ def log2_label(value: float) -> str:
     return f"{value:g}"
 
 
-def _text_colour(rgba) -> str:
+def text_colour(rgba) -> str:
+    """Black or white, whichever reads better on a cell of colour ``rgba``."""
     luminance = 0.299 * rgba[0] + 0.587 * rgba[1] + 0.114 * rgba[2]
     return "black" if luminance > 0.5 else "white"
 
@@ -103,7 +104,7 @@ def _draw_heatmap(ax, cells: pd.DataFrame, bests: pd.DataFrame, best, norm: Norm
     for key, cell in cells.iterrows():
         i, j = grid.index.get_loc(cell["lr"]), grid.columns.get_loc(cell["weight_decay"])
         text = "div" if all_diverged[key] else f"{100 * cell['mean_test_error']:.1f}"
-        ax.text(j, i, text, ha="center", va="center", fontsize=fontsize, color=_text_colour(cmap(norm(shown[key]))))
+        ax.text(j, i, text, ha="center", va="center", fontsize=fontsize, color=text_colour(cmap(norm(shown[key]))))
     _draw_row_bests(ax, cells, bests, best, grid)
 
     ax.set_xticks(range(grid.shape[1]), [log2_label(v) for v in grid.columns], fontsize=7, rotation=90)

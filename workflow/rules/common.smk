@@ -87,7 +87,7 @@ def output_files():
         *[p for paths in out["heatmaps"].values() for p in paths],
         *out["learning_curves"],
         *[p for paths in out["sweeps"].values() for p in paths],
-        *[p for paths in out["ablations"].values() for p in paths],
+        *[p for paths in out["stability_maps"].values() for p in paths],
     ]
 
 
