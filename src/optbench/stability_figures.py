@@ -74,7 +74,12 @@ def map_figure(cells: pd.DataFrame, smap: StabilityMap, reference: float, paths:
                 ax.add_patch(Rectangle((j, i), 1, 1, fill=False, edgecolor="black", linewidth=1.6))
         ref = reference * (smap.relative_scale if rows[0].relative else 1)
         ax.set(xlim=(0, len(lrs)), ylim=(len(rows), 0))
-        ax.set_xticks(np.arange(len(lrs)) + 0.5, [_tick(lr, rows[0].relative) for lr in lrs], fontsize=7)
+        ax.set_xticks(
+            np.arange(len(lrs)) + 0.5,
+            [_tick(lr, rows[0].relative) for lr in lrs],
+            fontsize=7,
+            rotation=30 * rows[0].relative,
+        )
         for lr, tick in zip(lrs, ax.get_xticklabels()):
             if np.isclose(lr, ref):
                 tick.set(color="red", fontweight="bold")
@@ -86,8 +91,7 @@ def map_figure(cells: pd.DataFrame, smap: StabilityMap, reference: float, paths:
         ScalarMappable(norm=norm, cmap=cmap), ax=axes, shrink=0.6, label="final validation bits per byte (seed mean)"
     )
     fig.suptitle(
-        "Stability map: o stable, ^ spiking, x diverged (one mark per seed); frame: max stable lr; "
-        "dashed: reference lr",
+        "Stability map: o stable, ^ spiking, x diverged (a mark per seed); frame: max stable lr; red: the reference lr",
         fontsize=9,
     )
     save_figure(fig, paths)
