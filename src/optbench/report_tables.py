@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .atomic import atomic_write_text
 
-# Headings of the tables every preset has; any other table (sweeps, ablations) is headed by its file name.
+# Headings of the tables every preset has; any other table (sweeps, stability maps) is headed by its file name.
 TITLES = {
     "summary": "Summary: per variant, the best cell, the slope of log2 best weight decay on log2 lr, the noise floor",
     "improvements": "Claims: each configured comparison at each variant's best cell",

@@ -1,4 +1,4 @@
-r"""Small decoder-only Transformer language models that train on a CPU (``lm_d16`` to ``lm_tiny``).
+r"""Small decoder-only Transformer language models that train on a CPU (``lm_d8`` to ``lm_tiny``).
 
 Pre-norm blocks (Xiong et al. 2020): for the embeddings :math:`h_0 = E[x] + P` of the tokens and
 their learned positions, each block computes
