@@ -234,9 +234,10 @@ def claims(
 def _figure_one(runs: pd.DataFrame, smap: StabilityMap, reference: float, labels: dict[str, str]) -> dict:
     """Figure 1's claim: with warm-up, RMS(U) swings far above 1 with beta2 0.999 and not with 0.9."""
     slow, fast = smap.update_rms
-    estimates = {v: mean_ci(large_update_fraction(runs, v, reference).to_numpy()) for v in (slow, fast)}
+    fractions = {v: large_update_fraction(runs, v, reference).to_numpy() for v in (slow, fast)}
+    estimates = {v: mean_ci(values) for v, values in fractions.items()}
     (s, s_low, s_high), (f, f_low, f_high) = estimates[slow], estimates[fast]
-    n = len(large_update_fraction(runs, slow, reference))
+    n = len(fractions[slow])
     if s_low > f_high:
         verdict = "reproduced"
     elif s_high < f_low or s == f:
