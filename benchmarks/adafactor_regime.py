@@ -5,7 +5,7 @@ learning rates 2^``--log2-lr`` and seeds ``--seeds``, for decoders of widths ``-
 runs of ``--steps`` steps (10 epochs; the schedule's flat phase is half of each, as in the preset), the rest as
 the preset trains: every run trains through the workflow's own command (``python -m optbench train --stack``),
 two jobs at a time. The runs of each (width, steps) are
-classified as the preset's map classifies (:mod:`optbench.stability`), and A and B *differ* when every seed of
+classified as the preset's map classifies (:mod:`optbench.analysis.stability`), and A and B *differ* when every seed of
 A has a smaller max stable lr than every seed of B. The preset uses the smallest width, then the fewest steps,
 at which they differ.
 
@@ -32,13 +32,13 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from optbench import formatting as fmt  # noqa: E402
-from optbench.aggregate import load_records, runs_table, write_table  # noqa: E402
+from optbench.analysis.stability import BITS, boundary, map_runs  # noqa: E402
 from optbench.atomic import atomic_write_text  # noqa: E402
-from optbench.memory_tables import markdown_table  # noqa: E402
-from optbench.stability import BITS, boundary, map_runs  # noqa: E402
-from optbench.stability_maps import MapRow  # noqa: E402
-from optbench.workflow_config import load_checked  # noqa: E402
+from optbench.experiment.config import load_checked  # noqa: E402
+from optbench.experiment.stability_maps import MapRow  # noqa: E402
+from optbench.records.table import load_records, runs_table, write_table  # noqa: E402
+from optbench.report import text as fmt  # noqa: E402
+from optbench.report.memory import markdown_table  # noqa: E402
 
 ROWS = {"A": "lm_A", "B": "lm_B"}
 

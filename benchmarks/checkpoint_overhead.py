@@ -4,7 +4,7 @@
 
 Trains the first stack of the quick preset's first adamw_cosine job (16 cnn_bn models, as the job stacks
 them) in this process, ``--rounds`` times each way, alternating which goes first. With checkpoints, the
-stack writes its checkpoint at epoch boundaries as a job does (:class:`optbench.checkpoints.Writer`: here,
+stack writes its checkpoint at epoch boundaries as a job does (:class:`optbench.train.checkpoints.Writer`: here,
 after every epoch), and the script times each write. It prints the median seconds each way, their ratio,
 and the writes' own time as a fraction of the stack's time without them. On a shared machine the ratios
 carry its drift; the writes' own time does not.
@@ -25,12 +25,12 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from optbench import checkpoints  # noqa: E402
-from optbench.__main__ import _reuse_freed_memory  # noqa: E402
-from optbench.experiment import load_experiment  # noqa: E402
-from optbench.shard import MAX_STACK  # noqa: E402
-from optbench.spec import RunSpec  # noqa: E402
-from optbench.trainer import train_together  # noqa: E402
+from optbench.cli import _reuse_freed_memory  # noqa: E402
+from optbench.experiment.preset import load_experiment  # noqa: E402
+from optbench.spec.run import RunSpec  # noqa: E402
+from optbench.train import checkpoints  # noqa: E402
+from optbench.train.job import MAX_STACK  # noqa: E402
+from optbench.train.loop import train_together  # noqa: E402
 
 
 def quick_stack(data_dir: str, epochs: int | None) -> list[RunSpec]:
@@ -42,7 +42,8 @@ def quick_stack(data_dir: str, epochs: int | None) -> list[RunSpec]:
 
 
 class TimedSaves:
-    """Wraps :func:`optbench.checkpoints.save` to sum the seconds its calls take, and keep the last file's size."""
+    """Wraps :func:`optbench.train.checkpoints.save` to sum the seconds its calls take, and keep the last
+    file's size."""
 
     def __init__(self):
         self.times: list[float] = []

@@ -27,8 +27,8 @@ import time, json, sys
 start = time.perf_counter()
 import torch
 torch.set_num_threads({threads})
-from optbench.spec import RunSpec
-from optbench.trainer import train
+from optbench.spec.run import RunSpec
+from optbench.train.loop import train
 imported = time.perf_counter()
 record = train(RunSpec.from_dict(json.loads(sys.argv[1])), quiet=True)
 print(json.dumps({{"import": imported - start, "timing": record["timing"]}}))
@@ -38,7 +38,7 @@ print(json.dumps({{"import": imported - start, "timing": record["timing"]}}))
 def quick_spec(data_dir: str) -> dict:
     """The quick preset's AdamW cosine run at a mid-grid cell."""
     sys.path.insert(0, str(ROOT / "src"))
-    from optbench.experiment import load_experiment
+    from optbench.experiment.preset import load_experiment
 
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
     config["preset"] = "quick"

@@ -32,7 +32,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from optbench.experiment import load_experiment  # noqa: E402
+from optbench.experiment.preset import load_experiment  # noqa: E402
 
 
 def seconds_per_run(specs: list[dict], out_dir: Path, *, threads: int, stack: bool) -> float:

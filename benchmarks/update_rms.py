@@ -3,10 +3,10 @@ the same steps without it, side by side in one process.
 
     python benchmarks/update_rms.py [--every 10] [--rounds 30] [--threads 1]
 
-The trace (``optbench.trainer.Trace``) keeps every step's training loss and asks the optimizer for its
+The trace (``optbench.train.loop.Trace``) keeps every step's training loss and asks the optimizer for its
 RMS(U) report every ``--every`` steps (``step(report_update_rms=True)``). For each of the preset's
 optimizers named below, one model and optimizer train ``--rounds`` rounds of two blocks of ``--every``
-steps (``optbench.trainer.train_epoch``, as in a run, a block an "epoch"): one without the trace and one
+steps (``optbench.train.loop.train_epoch``, as in a run, a block an "epoch"): one without the trace and one
 with it (one report per block, as in a run), in an order that alternates from round to round. Printed,
 as medians over the rounds:
 
@@ -30,14 +30,14 @@ from pathlib import Path
 import torch
 import yaml
 
-from optbench.data import load_data
-from optbench.experiment import load_experiment
+from optbench.data.loaders import load_data
+from optbench.experiment.preset import load_experiment
 from optbench.models import build_model
 from optbench.optim import make_optimizer
-from optbench.schedules import ScheduleSpec, build_schedule
-from optbench.spec import RunSpec
-from optbench.stacking import SingleModel
-from optbench.trainer import Trace, flushed_denormals, train_epoch
+from optbench.spec.run import RunSpec
+from optbench.train.loop import Trace, flushed_denormals, train_epoch
+from optbench.train.schedules import ScheduleSpec, build_schedule
+from optbench.train.stacking import SingleModel
 
 ROOT = Path(__file__).resolve().parents[1]
 

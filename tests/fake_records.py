@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from optbench.records import SCHEMA_VERSION
+from optbench.records.record import SCHEMA_VERSION
 
 CHANCE_ERROR = 0.9
 LRS = [2.0**k for k in range(-12, -7)]  # 5 learning rates

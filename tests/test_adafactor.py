@@ -13,16 +13,25 @@ import yaml
 from test_models import one_thread  # noqa: F401  (an autouse fixture: one thread in this module too)
 from test_workflow import copy_workflow, snakemake
 
-from optbench.aggregate import aggregate
-from optbench.experiment import load_experiment
+from optbench.analysis.stability import (
+    boundary,
+    map_runs,
+    onsets,
+    outcome,
+    row_table,
+    spike_steps,
+    spike_table,
+    verdict,
+)
+from optbench.experiment.preset import load_experiment
+from optbench.experiment.stability_maps import load_stability_maps
 from optbench.optim import make_optimizer
-from optbench.outputs import write_outputs
-from optbench.records import read_record, validate_record
-from optbench.shard import train_many
-from optbench.spec import RunSpec
-from optbench.stability import boundary, map_runs, onsets, outcome, row_table, spike_steps, spike_table, verdict
-from optbench.stability_maps import load_stability_maps
-from optbench.trainer import train
+from optbench.records.record import read_record, validate_record
+from optbench.records.table import aggregate
+from optbench.report.outputs import write_outputs
+from optbench.spec.run import RunSpec
+from optbench.train.job import train_many
+from optbench.train.loop import train
 
 ROOT = Path(__file__).resolve().parents[1]
 

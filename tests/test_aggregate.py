@@ -16,11 +16,11 @@ from fake_records import (
     separable_error,
 )
 
-from optbench.aggregate import REQUIRED_COLUMNS, aggregate, cell_table, read_runs, runs_table, write_table
-from optbench.formatting import estimate, percent, power_of_two
-from optbench.outputs import IMPROVEMENT_HEADERS, improvements_markdown, summary_markdown
-from optbench.records import SCHEMA_VERSION
-from optbench.statistics import improvement_table, variant_statistics
+from optbench.analysis.heatmap import improvement_table, variant_statistics
+from optbench.records.record import SCHEMA_VERSION
+from optbench.records.table import REQUIRED_COLUMNS, aggregate, cell_table, read_runs, runs_table, write_table
+from optbench.report.outputs import IMPROVEMENT_HEADERS, improvements_markdown, summary_markdown
+from optbench.report.text import estimate, percent, power_of_two
 
 DIVERGE_ABOVE_LR = 2.0**-10  # the corner variant's two largest learning rates diverge
 
@@ -40,7 +40,7 @@ def runs(records):
 
 
 def test_fake_records_follow_the_run_record_schema(records):
-    schema = json.loads(resources.files("optbench").joinpath("schemas/run_record.schema.json").read_text())
+    schema = json.loads(resources.files("optbench.records").joinpath("schemas/run_record.schema.json").read_text())
     diverged = make_record("adamw", 1e-3, 0.1, 0, 0.9, status="diverged")
     for record in [records[0], diverged]:
         jsonschema.validate(record, schema)
@@ -155,7 +155,7 @@ def test_aggregate_stops_at_a_record_that_breaks_the_schema(tmp_path, change, er
     assert not (tmp_path / "runs.csv").exists()
 
 
-# --- the summary and improvement tables for humans (optbench.outputs) -----------------------------------
+# --- the summary and improvement tables for humans (optbench.report.outputs) -----------------------------------
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 """Bad input is caught before any training or at aggregation, with one line naming the key or the file.
 
 - Configs: what the schema rejects and what a training job would reject, when the config is loaded
-  (``optbench.workflow_config.load_checked``, which the Snakefile runs before any job starts).
+  (``optbench.experiment.config.load_checked``, which the Snakefile runs before any job starts).
 - Run specs: what a training job rejects before it trains a run, written nowhere.
 - Records: what aggregation rejects; ``runs.csv`` stays as it was.
 - Environment faults: a refused write names the path and the system's error and leaves nothing behind.
@@ -23,16 +23,16 @@ from fake_records import make_record
 from test_trainer import spec_dict
 from test_workflow import copy_workflow, snakemake
 
-from optbench import run_lock
-from optbench.__main__ import main
 from optbench.atomic import atomic_write_text
-from optbench.config_checks import check_cuda
-from optbench.data import _LOADERS
-from optbench.dataset_options import DATASETS
-from optbench.experiment import load_experiment
-from optbench.record_checks import expected_fields, preset_runs
-from optbench.records import record_schema, write_record
-from optbench.workflow_config import load_checked
+from optbench.cli import main
+from optbench.data.loaders import _LOADERS
+from optbench.experiment import run_lock
+from optbench.experiment.checks import check_cuda
+from optbench.experiment.config import load_checked
+from optbench.experiment.preset import load_experiment
+from optbench.records.checks import expected_fields, preset_runs
+from optbench.records.record import record_schema, write_record
+from optbench.spec.datasets import DATASETS
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
@@ -193,7 +193,7 @@ def test_a_variant_the_preset_does_not_run_leaves_a_figure_panel_blank():
 
 def test_the_config_is_checked_without_torch():
     code = (
-        "import sys, yaml; from optbench.workflow_config import load_checked; "
+        "import sys, yaml; from optbench.experiment.config import load_checked; "
         f"load_checked(yaml.safe_load(open({str(ROOT / 'config.yaml')!r})), {str(SCHEMA)!r}); "
         "assert 'torch' not in sys.modules"
     )
@@ -413,7 +413,9 @@ def lock_held_elsewhere(tmp_path):
     """A process holding the smoke preset's run lock in a copy of the workflow, as a running Snakemake would."""
     workdir = copy_workflow(tmp_path)
     lock = workdir / ".snakemake" / "optbench" / "smoke.lock"
-    code = f"import sys; from optbench import run_lock; run_lock.hold({str(lock)!r}); print('held', flush=True)"
+    code = (
+        f"import sys; from optbench.experiment import run_lock; run_lock.hold({str(lock)!r}); print('held', flush=True)"
+    )
     code += "; sys.stdin.read()"  # until the test ends
     holder = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline() == "held\n"

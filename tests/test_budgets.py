@@ -13,14 +13,14 @@ import yaml
 from fake_records import make_record
 from test_trainer import data_dir, spec_dict  # noqa: F401  (data_dir is a fixture)
 
-from optbench.aggregate import runs_table, write_table
-from optbench.budgets import anytime, best_decay_fit, error_at_epoch, heatmaps_by
-from optbench.experiment import load_experiment
+from optbench.analysis.budgets import anytime, best_decay_fit, error_at_epoch, heatmaps_by
+from optbench.experiment.preset import load_experiment
 from optbench.optim import AdamW
-from optbench.outputs import write_outputs
-from optbench.schedules import ScheduleSpec, build_schedule, cycle_ends
-from optbench.spec import RunSpec
-from optbench.trainer import train
+from optbench.records.table import runs_table, write_table
+from optbench.report.outputs import write_outputs
+from optbench.spec.run import RunSpec
+from optbench.train.loop import train
+from optbench.train.schedules import ScheduleSpec, build_schedule, cycle_ends
 
 ROOT = Path(__file__).resolve().parents[1]
 LRS = [2.0**-7, 2.0**-6, 2.0**-5]

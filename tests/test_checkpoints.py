@@ -14,12 +14,12 @@ import pytest
 import torch
 from test_trainer import data_dir, spec_dict  # noqa: F401  (data_dir is a fixture)
 
-from optbench import checkpoints
-from optbench.progress import Progress
-from optbench.spec import RunSpec
-from optbench.trainer import train_together
+from optbench.spec.run import RunSpec
+from optbench.train import checkpoints
+from optbench.train.loop import train_together
+from optbench.train.progress import Progress
 
-# Fields that describe the process rather than the training (optbench.checkpoints).
+# Fields that describe the process rather than the training (optbench.train.checkpoints).
 PROCESS_FIELDS = ("timing",)
 
 
@@ -163,15 +163,15 @@ class Stop(Exception):
 def test_resume_continues_the_global_random_stream(tmp_path, data_dir, monkeypatch):  # noqa: F811
     """A model that draws from torch's global generator while training (dropout here, Shake-Shake's branch
     weights in the paper preset) trains on from where the stream was, whatever drew from it in between."""
-    import optbench.trainer
+    import optbench.train.loop
 
-    build = optbench.trainer.build_model
+    build = optbench.train.loop.build_model
 
     def with_dropout(*args, **kwargs):
         model = build(*args, **kwargs)
         return torch.nn.Sequential(*list(model.children())[:-1], torch.nn.Dropout(0.3), list(model.children())[-1])
 
-    monkeypatch.setattr(optbench.trainer, "build_model", with_dropout)
+    monkeypatch.setattr(optbench.train.loop, "build_model", with_dropout)
     spec = specs(data_dir, epochs=3)[:1]
     uninterrupted = next(train_together(spec, stacked=False))
     path, save = tmp_path / "stack000.pt", checkpoints.save
@@ -222,7 +222,7 @@ def test_remove_deletes_only_checkpoints(tmp_path):
 
 def test_progress_counts_restored_epochs_apart(monkeypatch):
     clock = iter([0.0, 10.0, 20.0])
-    monkeypatch.setattr("optbench.progress.time.perf_counter", lambda: next(clock))
+    monkeypatch.setattr("optbench.train.progress.time.perf_counter", lambda: next(clock))
     progress = Progress([(2, 4), (2, 4)])
     progress.next_stack()
     progress.restore(4, [{"train_loss": 0.75, "test_error": 0.05}])  # 2 of the 4 epochs of stack 1

@@ -1,4 +1,4 @@
-"""optbench.compare: a fresh run against the reference, its verdict rule, its outputs and its command."""
+"""optbench.report.compare: a fresh run against the reference, its verdict rule, its outputs and its command."""
 
 import json
 import math
@@ -10,9 +10,9 @@ import yaml
 from fake_records import LRS, diagonal_error, grid_records, separable_error
 from matplotlib.patches import Rectangle
 
-from optbench.__main__ import main
-from optbench.aggregate import runs_table, write_table
-from optbench.compare import FALLBACK_NOISE, Z, compare_runs, difference_figure
+from optbench.cli import main
+from optbench.records.table import runs_table, write_table
+from optbench.report.compare import FALLBACK_NOISE, Z, compare_runs, difference_figure
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED_SD = 0.002 / math.sqrt(2)  # grid_records: seed s adds 0.002 s, so two seeds differ by 0.002 in every cell

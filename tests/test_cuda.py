@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from optbench.optim import Adafactor, AdamW, predicted_state_bytes, state_bytes
-from optbench.records import validate_record
-from optbench.spec import RunSpec
-from optbench.trainer import train
+from optbench.records.record import validate_record
+from optbench.spec.run import RunSpec
+from optbench.train.loop import train
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

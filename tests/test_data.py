@@ -13,8 +13,8 @@ import torchvision.datasets.cifar
 import yaml
 from cifar_fake import write_fake_cifar10
 
-from optbench import data
-from optbench.data import CIFAR10_MEAN, CIFAR10_STD, DATASETS, load_data
+from optbench.data import loaders as data
+from optbench.data.loaders import CIFAR10_MEAN, CIFAR10_STD, DATASETS, load_data
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +102,7 @@ def test_concurrent_generation_of_one_cache(tmp_path):
 
 @pytest.mark.slow
 def test_concurrent_processes_write_one_complete_cache(tmp_path):
-    code = "import sys; from optbench.data import load_data; load_data('mnist1d', data_dir=sys.argv[1], "
+    code = "import sys; from optbench.data.loaders import load_data; load_data('mnist1d', data_dir=sys.argv[1], "
     code += "batch_size=10, seed=0, options={'num_samples': 1000})"
     processes = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path)]) for _ in range(3)]
     assert [process.wait(timeout=120) for process in processes] == [0, 0, 0]
@@ -251,7 +251,7 @@ def test_mnist1d_default_size_is_the_packages_default():
 
 def test_training_jobs_do_not_import_torchvision_or_mnist1d():
     # two seconds of start-up per job; only CIFAR-10 and generating MNIST-1D need them
-    code = "import sys, optbench.trainer; print(sorted(m for m in ('torchvision', 'mnist1d') if m in sys.modules))"
+    code = "import sys, optbench.train.loop; print(sorted(m for m in ('torchvision', 'mnist1d') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 

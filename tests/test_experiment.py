@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from optbench.experiment import axis_values, load_experiment
-from optbench.schedules import ScheduleSpec, cycle_ends
-from optbench.spec import RunSpec, default_run_id
-from optbench.sweeps import SETTINGS
+from optbench.experiment.preset import axis_values, load_experiment
+from optbench.experiment.sweeps import SETTINGS
+from optbench.spec.run import RunSpec, default_run_id
+from optbench.train.schedules import ScheduleSpec, cycle_ends
 
 ROOT = Path(__file__).resolve().parents[1]
 

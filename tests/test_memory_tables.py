@@ -6,8 +6,9 @@ import pandas as pd
 import pytest
 import torch
 
-from optbench import memory_tables
-from optbench.memory_tables import (
+from optbench.models import REGISTRY, build_model
+from optbench.report import memory as memory_tables
+from optbench.report.memory import (
     format_bytes,
     format_ratio,
     markdown_table,
@@ -15,7 +16,6 @@ from optbench.memory_tables import (
     memory_table,
     write_memory_tables,
 )
-from optbench.models import REGISTRY, build_model
 
 FACTORED = {"factored": True, "clip_threshold": 1.0, "relative_step": True}
 VARIANTS = {

@@ -4,7 +4,7 @@ import pytest
 import torch
 import yaml
 
-from optbench.data import DATASETS
+from optbench.data.loaders import DATASETS
 from optbench.models import MODELS, REGISTRY, build_model
 from optbench.models.shake_shake import shake
 from optbench.models.transformer import TransformerBase

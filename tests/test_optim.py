@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from optbench.optim import SGD, Adafactor, AdamW, AdaptiveOptimizer, predicted_state_bytes, state_bytes
-from optbench.switches import defaults
+from optbench.spec.switches import defaults
 
 SHAPES = [(7,), (5, 3), (4, 3, 3, 3)]  # bias, linear, conv
 

@@ -7,8 +7,8 @@ from fake_records import CHANCE_ERROR, LRS, WDS, corner_error, diagonal_error, g
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.patches import Circle, Rectangle
 
-from optbench.aggregate import runs_table, write_table
-from optbench.plots import _line_style, heatmap_figure, learning_curves_figure, log2_label
+from optbench.records.table import runs_table, write_table
+from optbench.report.heatmaps import _line_style, heatmap_figure, learning_curves_figure, log2_label
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 PANELS = [["adam_l2", "adamw"], ["normalized", None]]
@@ -171,8 +171,8 @@ def test_log2_label(value, label):
 
 DRAW = """
 import sys
-from optbench.aggregate import read_runs
-from optbench.plots import heatmap_figure, learning_curves_figure
+from optbench.records.table import read_runs
+from optbench.report.heatmaps import heatmap_figure, learning_curves_figure
 runs, out = read_runs(sys.argv[1]), sys.argv[2]
 heatmap_figure(runs, [["adam_l2", "adamw"], ["normalized", None]], [f"{out}/grid.png", f"{out}/grid.pdf"], title="t")
 learning_curves_figure(runs, ["adamw", "normalized"], [f"{out}/curves.png", f"{out}/curves.pdf"])

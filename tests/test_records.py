@@ -8,7 +8,7 @@ import sys
 import pytest
 from fake_records import make_record
 
-from optbench.records import RecordError, read_record, validate_record, write_record
+from optbench.records.record import RecordError, read_record, validate_record, write_record
 
 
 def test_a_record_round_trips(tmp_path):
@@ -44,6 +44,6 @@ def test_invalid_json_names_the_file(tmp_path):
 
 
 def test_aggregation_does_not_import_torch():
-    code = "import optbench.aggregate, sys; assert 'torch' not in sys.modules"
+    code = "import optbench.records.table, sys; assert 'torch' not in sys.modules"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr

@@ -1,10 +1,10 @@
-"""optbench.report_tables: the Markdown tables of a run as HTML tables for the report."""
+"""optbench.report.html: the Markdown tables of a run as HTML tables for the report."""
 
 from pathlib import Path
 
 import pytest
 
-from optbench.report_tables import TITLES, parse_markdown_table, table_html, tables_page
+from optbench.report.html import TITLES, parse_markdown_table, table_html, tables_page
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLE = "| variant | best test error |\n| --- | ---: |\n| AdamW <b> | 2.7% |\n| Adam (L2) | 3.1% |\n"

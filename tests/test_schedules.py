@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from optbench.optim import AdamW
-from optbench.schedules import ScheduleSpec, build_schedule, normalized_weight_decay
+from optbench.train.schedules import ScheduleSpec, build_schedule, normalized_weight_decay
 
 LR = 0.1
 

@@ -25,7 +25,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from optbench.records import read_record
+from optbench.records.record import read_record
 
 # tests/ is on sys.path (pytest rootdir/"prepend" import mode); if tests/ ever
 # becomes a package the fixture module is tests.slurm_fixture.

@@ -1,4 +1,5 @@
-"""The decoder language model trained stacked (optbench.stacked_lm) gives the records it gives one run at a time."""
+"""The decoder language model trained stacked (optbench.train.stacked_lm) gives the records it gives one run at a
+time."""
 
 import copy
 
@@ -9,9 +10,9 @@ from test_stacking import assert_same_records
 
 from optbench.models import build_model
 from optbench.models.lm import DecoderLM
-from optbench.spec import RunSpec
-from optbench.stacking import StackedModels, can_stack
-from optbench.trainer import train, train_together
+from optbench.spec.run import RunSpec
+from optbench.train.loop import train, train_together
+from optbench.train.stacking import StackedModels, can_stack
 
 # Adafactor (row O) divides a gradient that is zero but for rounding, the attention keys' bias (softmax ignores a
 # shift of every key), by its own RMS (eps1 = 1e-30): that noise becomes a full step, another one stacked than

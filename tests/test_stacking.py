@@ -12,11 +12,11 @@ from test_trainer import data_dir, spec_dict  # noqa: F401  (data_dir is a fixtu
 
 from optbench.models import build_model
 from optbench.optim import AdamW
-from optbench.records import validate_record
-from optbench.shard import stack_key, train_many
-from optbench.spec import RunSpec
-from optbench.stacking import StackedModels, can_stack
-from optbench.trainer import train, train_together
+from optbench.records.record import validate_record
+from optbench.spec.run import RunSpec
+from optbench.train.job import stack_key, train_many
+from optbench.train.loop import train, train_together
+from optbench.train.stacking import StackedModels, can_stack
 
 CELLS = [(2**-9, 2**-12), (2**-8, 2**-10), (2**-7, 2**-8), (2**-6, 2**-6), (2**-5, 2**-4), (2**-4, 2**-9)]
 
@@ -227,7 +227,7 @@ def test_stacked_batch_norm_statistics_follow_the_model_to_its_device_and_dtype(
 
 
 def test_unstackable_shard_falls_back_and_says_so(data_dir, monkeypatch, caplog):  # noqa: F811
-    monkeypatch.setattr("optbench.trainer.can_stack", lambda model: False)  # as for resnet_small
+    monkeypatch.setattr("optbench.train.loop.can_stack", lambda model: False)  # as for resnet_small
     specs = shard(data_dir, {"base": "AdamW"}, "float32", cells=CELLS[:2], epochs=1)
     with caplog.at_level(logging.INFO, logger="optbench"):
         records = list(train_together(specs, stacked=True, quiet=True))

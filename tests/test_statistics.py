@@ -5,8 +5,7 @@ import pandas as pd
 import pytest
 from fake_records import LRS, WDS, corner_error, diagonal_error, grid_records, separable_error
 
-from optbench.aggregate import cell_table, runs_table
-from optbench.statistics import (
+from optbench.analysis.heatmap import (
     VARIANT_COLUMNS,
     Improvement,
     best_lambda_slope,
@@ -16,6 +15,7 @@ from optbench.statistics import (
     row_bests,
     variant_statistics,
 )
+from optbench.records.table import cell_table, runs_table
 
 CHANCE = 0.9
 LOG2_LRS = list(range(-8, -2))  # 6 lr rows, 2^-8 .. 2^-3

@@ -12,11 +12,11 @@ import torch
 import yaml
 from fake_records import make_record
 
-from optbench.experiment import load_experiment
+from optbench.experiment.preset import load_experiment
 from optbench.optim import SGD, Adafactor, AdamW, AdaptiveOptimizer, make_optimizer
-from optbench.records import validate_record
-from optbench.spec import OptimizerSpec, RunSpec
-from optbench.switches import ADDED_SINCE_V2, BASES, RENAMED, SWITCHES, defaults, resolve
+from optbench.records.record import validate_record
+from optbench.spec.run import OptimizerSpec, RunSpec
+from optbench.spec.switches import ADDED_SINCE_V2, BASES, RENAMED, SWITCHES, defaults, resolve
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,7 +40,7 @@ def schema_of(switch):
 
 def optimizer_blocks():
     config = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())["$defs"]["optimizer"]
-    record = json.loads((ROOT / "src/optbench/schemas/run_record.schema.json").read_text())
+    record = json.loads((ROOT / "src/optbench/records/schemas/run_record.schema.json").read_text())
     return {"config": config, "record": record["properties"]["optimizer"]}
 
 
@@ -166,7 +166,7 @@ def test_renamed_keys_name_the_new_one(old):
 
 
 def test_the_config_check_imports_no_torch():
-    code = "import sys, optbench.experiment, optbench.switches; assert 'torch' not in sys.modules"
+    code = "import sys, optbench.experiment.preset, optbench.spec.switches; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT / "src")
 
 

@@ -13,9 +13,9 @@ import pytest
 import torch
 import yaml
 
-from optbench import text_data
-from optbench.data import load_data
-from optbench.dataset_options import DATASET_OPTIONS, TEXT_STDLIB_SHA256
+from optbench.data import text as text_data
+from optbench.data.loaders import load_data
+from optbench.spec.datasets import DATASET_OPTIONS, TEXT_STDLIB_SHA256
 
 FILES = {"a.py": b"import os\n" * 50, "b.py": b"print('b')\n" * 40, "d.py": b"x = 1\n" * 30}
 
@@ -130,7 +130,7 @@ def test_the_corpus_does_not_depend_on_the_interpreters_standard_library(tmp_pat
 import sysconfig
 sysconfig.get_paths = lambda *a, **k: {{"stdlib": {str(tmp_path)!r}, "platstdlib": {str(tmp_path)!r}}}
 sysconfig.get_path = lambda name, *a, **k: {str(tmp_path)!r}
-from optbench.data import load_data
+from optbench.data.loaders import load_data
 data = load_data("text_stdlib", data_dir={str(tmp_path / "data")!r}, batch_size=4, seed=0,
                  options={{"context": 8, "steps_per_epoch": 1, "eval_windows": 2}})
 print(next(iter(data.test_batches()))[0].tolist())

@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from optbench.records import read_record, validate_record
-from optbench.spec import RunSpec
-from optbench.trainer import train
+from optbench.records.record import read_record, validate_record
+from optbench.spec.run import RunSpec
+from optbench.train.loop import train
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ import pytest
 import yaml
 from matplotlib import image as plt_image
 
-from optbench.records import read_record
+from optbench.records.record import read_record
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]

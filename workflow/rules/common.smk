@@ -13,12 +13,12 @@ SRC = f"{workflow.basedir}/src"  # jobs run the package from this checkout (PYTH
 PYTHON = "python" if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method else sys.executable
 OPTBENCH = f"PYTHONPATH={shlex.quote(SRC)} {shlex.quote(PYTHON)} -m optbench"
 sys.path.insert(0, SRC)
-from optbench import run_lock
-from optbench.config_checks import check_cuda
-from optbench.record_checks import shard_dir
-from optbench.workflow_config import load_checked
+from optbench.experiment import run_lock
+from optbench.experiment.checks import check_cuda
+from optbench.records.checks import shard_dir
+from optbench.experiment.config import load_checked
 
-# The schema, then everything a training job would check (optbench.workflow_config): one line, key first.
+# The schema, then everything a training job would check (optbench.experiment.config): one line, key first.
 try:
     EXP = load_checked(config, f"{workflow.basedir}/workflow/schemas/config.schema.yaml")
 except ValueError as err:
@@ -44,7 +44,7 @@ wildcard_constraints:
 
 
 def shard_dirs():
-    """Where each training job writes its records (rule train's output; optbench.record_checks.shard_dir)."""
+    """Where each training job writes its records (rule train's output; optbench.records.checks.shard_dir)."""
     return [str(shard_dir(f"{RESULTS}/runs", v, i)) for v in EXP.variants for i in range(len(EXP.shards(v)))]
 
 
@@ -55,7 +55,7 @@ def shard_specs(wildcards):
 
 def before_jobs():
     """Once jobs are about to start (never in a dry run): take this preset's run lock, so that a second
-    run started at the same time stops here (optbench.run_lock), and check CUDA when the jobs run on
+    run started at the same time stops here (optbench.experiment.run_lock), and check CUDA when the jobs run on
     this machine. On SLURM the training jobs check their device when they start."""
     try:
         run_lock.hold(f".snakemake/optbench/{PRESET}.lock")

@@ -3,7 +3,7 @@ from pathlib import Path
 
 # `snakemake compare`: the preset's fresh run (trained first if need be) against its committed reference,
 # results/reference/<preset>: a verdict, per variant the best cell, the slope and the per-cell differences
-# (optbench.compare). It succeeds whatever the verdict, and prints it; a preset without a reference
+# (optbench.report.compare). It succeeds whatever the verdict, and prints it; a preset without a reference
 # stops at its missing runs.csv.
 rule compare:
     input:

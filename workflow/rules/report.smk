@@ -1,4 +1,4 @@
-# The report's tables: every Markdown table of the run (tables/*.md) as one HTML page (optbench.report_tables).
+# The report's tables: every Markdown table of the run (tables/*.md) as one HTML page (optbench.report.html).
 # The report shows it on its first page (workflow/report/workflow.rst) and as the result "Tables".
 rule report_tables:
     input:

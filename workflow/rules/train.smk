@@ -4,7 +4,7 @@ import os
 
 # The shard's run specs go in on standard input (a here-document), not as an argument: no limit on the length
 # of a command line applies, however many runs a job carries. Snakemake runs a long command from a script file.
-# Checkpoints (optbench.checkpoints) live outside the rule's output, which Snakemake deletes when a job fails:
+# Checkpoints (optbench.train.checkpoints) live outside the rule's output, which Snakemake deletes when a job fails:
 # a retried or requeued job resumes from them. The log gets a line per epoch; the terminal, a line per job.
 rule train:
     input:

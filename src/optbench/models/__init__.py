@@ -10,12 +10,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .cifar_resnet import build_resnet_small
-from .cnn import build_cnn, build_cnn_bn
-from .lm import lm_builder
-from .mlp import build_mlp
-from .shake_shake import build_shake_shake_26_2x64d
-from .transformer import build_transformer_base
+from optbench.models.cifar_resnet import build_resnet_small
+from optbench.models.cnn import build_cnn, build_cnn_bn
+from optbench.models.lm import lm_builder
+from optbench.models.mlp import build_mlp
+from optbench.models.shake_shake import build_shake_shake_26_2x64d
+from optbench.models.transformer import build_transformer_base
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ evaluation both weights are 0.5. Randomness comes only from torch's global RNG.
 import torch
 from torch import nn
 
-from .cifar_resnet import cifar_resnet, residual_branch, shortcut
+from optbench.models.cifar_resnet import cifar_resnet, residual_branch, shortcut
 
 
 class _Shake(torch.autograd.Function):

@@ -1,13 +1,13 @@
 r"""The papers' optimizers (AdamW, Adafactor, and SGD with momentum) as :class:`AdaptiveOptimizer`
-with their column of defaults in :data:`optbench.switches.SWITCHES`, and :func:`make_optimizer`
+with their column of defaults in :data:`optbench.spec.switches.SWITCHES`, and :func:`make_optimizer`
 for a base named in a run spec."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from ..switches import SWITCHES, defaults, resolve
-from .optimizer import AdaptiveOptimizer
+from optbench.optim.optimizer import AdaptiveOptimizer
+from optbench.spec.switches import SWITCHES, defaults, resolve
 
 _ADAMW = defaults("AdamW")
 _ADAFACTOR = defaults("Adafactor")

@@ -10,9 +10,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..switches import SWITCHES
-from ..switches import defaults as switch_defaults
-from .transforms import (
+from optbench.optim.transforms import (
     ColumnSecondMoment,
     FactoredSecondMoment,
     FullSecondMoment,
@@ -32,6 +30,8 @@ from .transforms import (
     rms_direction,
     update_momentum,
 )
+from optbench.spec.switches import SWITCHES
+from optbench.spec.switches import defaults as switch_defaults
 
 PER_MODEL_SETTINGS = ("lr", "weight_decay")  # may be (K,) tensors in a stacked group
 
@@ -71,7 +71,7 @@ class AdaptiveOptimizer(torch.optim.Optimizer):
     For a parameter :math:`X` with gradient :math:`G`, its own step count :math:`t`
     (from 1), and the group's current learning rate :math:`\mathrm{lr}_t`, weight decay
     :math:`\lambda` and schedule multiplier :math:`\eta_t` (all three set every step by
-    :class:`optbench.schedules.Schedule`; under a plain torch LR scheduler
+    :class:`optbench.train.schedules.Schedule`; under a plain torch LR scheduler
     :math:`\eta_t = \mathrm{lr}_t / \mathrm{lr}_0`, ``lr_0`` the group's ``initial_lr``
     that torch's schedulers set, and :math:`\eta_t = 1` without a scheduler):
 
@@ -106,7 +106,7 @@ class AdaptiveOptimizer(torch.optim.Optimizer):
             (AdamW, the paper's Algorithm 2: :math:`X \mathrel{-}= \eta_t\lambda X`, :math:`\lambda`
             not multiplied by the learning rate), ``"torch"`` (:math:`X \mathrel{*}= 1 - \mathrm{lr}_t\lambda`,
             as ``torch.optim.AdamW``) or ``"l2"`` (Adam with L2 regularization, :math:`G \mathrel{+}= \lambda X`).
-        **switches: any switch of :data:`optbench.switches.SWITCHES` by name (``weight_decay_mode``,
+        **switches: any switch of :data:`optbench.spec.switches.SWITCHES` by name (``weight_decay_mode``,
             ``beta1``, ``second_moment``, ``beta2``, ``beta2_decay``, ``eps``, ``eps1``, ``eps2``, ``factored``,
             ``factored_axes``, ``momentum``, ``clip_threshold``, ``relative_step``); each one missing takes its
             AdamW default from that table. ``factored`` keeps row and column averages for tensors
@@ -260,7 +260,7 @@ def decay_rate(group: dict) -> Scalar:
 
 
 def schedule_multiplier(group: dict) -> Scalar:
-    r""":math:`\eta_t`: the group's ``schedule_multiplier``, which :class:`optbench.schedules.Schedule` sets.
+    r""":math:`\eta_t`: the group's ``schedule_multiplier``, which :class:`optbench.train.schedules.Schedule` sets.
 
     Without it (a plain torch LR scheduler, or none) it is recovered from the learning rate
     as :func:`lr_ratio` :math:`\mathrm{lr}_t / \mathrm{lr}_0`, with ``lr_0`` the ``initial_lr``

@@ -1,0 +1,52 @@
+"""The workflow's config, checked as the Snakefile loads it: the schema, then what a training job would reject.
+
+:func:`load_checked` validates the config against ``workflow/schemas/config.schema.yaml``, with numbers
+that must be finite (YAML's ``.inf`` and ``.nan`` are rejected wherever the schema asks for a number),
+then loads the preset's experiment (:func:`optbench.experiment.preset.load_experiment`, which runs
+:mod:`optbench.experiment.checks`). Every error is a ValueError of one line, the config key first.
+
+Imports the standard library, PyYAML and jsonschema (which Snakemake needs itself), and no torch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from optbench.experiment.preset import Experiment, load_experiment
+from optbench.records.record import finite_validator
+
+
+def load_checked(config: dict[str, Any], schema_path: str | Path) -> Experiment:
+    """The experiment of ``config``, after every check that can be made before any job starts."""
+    validate_config(config, schema_path)
+    return load_experiment(config)
+
+
+def validate_config(config: dict[str, Any], schema_path: str | Path) -> None:
+    """ValueError ``"<key>: <what is wrong>"`` for the error jsonschema ranks most relevant (``best_match``)."""
+    schema = yaml.load(Path(schema_path).read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    error = jsonschema.exceptions.best_match(finite_validator(schema).iter_errors(config))
+    if error is not None:
+        raise ValueError(f"{_key(error.absolute_path)}: {_message(error)}")
+
+
+def _key(path: Iterable[str | int]) -> str:
+    """``presets.quick.schedules.step.milestones[1]``; ``(top level)`` for the config itself."""
+    key = ""
+    for part in path:
+        key += f"[{part}]" if isinstance(part, int) else f".{part}" if key else part
+    return key or "(top level)"
+
+
+def _message(error: jsonschema.ValidationError) -> str:
+    if error.validator == "not" and "description" in error.validator_value:  # a renamed key says its new name
+        return error.validator_value["description"]
+    if error.validator == "type" and isinstance(error.instance, float) and not math.isfinite(error.instance):
+        return f"{error.instance} is not a finite number"
+    return error.message.replace("\n", " ")

@@ -1,0 +1,198 @@
+"""From the workflow's config (variant table x grid x seeds, one preset) to run specs, shards and outputs.
+
+Imports nothing but the standard library (and modules of this package that import no more): the
+Snakefile loads it in whatever Python runs Snakemake, and :func:`load_experiment` checks there what a
+training job would reject (:mod:`optbench.experiment.checks`), before any job starts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+from optbench.experiment.checks import check_experiment
+from optbench.experiment.stability_maps import StabilityMap, load_stability_maps
+from optbench.experiment.sweeps import Sweep, apply, expand, load_anytime, load_sweeps
+from optbench.spec.run_ids import check_distinct
+from optbench.spec.switches import check_renamed
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """The runs of one preset, cut into shards of at most ``runs_per_job`` runs of one variant each.
+
+    ``variants`` holds the variants that run: a swept variant's rows replace it (:mod:`optbench.experiment.sweeps`).
+    ``anytime``: (warm-restarts variant, cosine variant swept over epochs) pairs.
+    """
+
+    preset: str
+    settings: dict[str, Any]
+    variants: dict[str, dict[str, Any]]
+    figures: dict[str, dict[str, Any]]
+    comparisons: tuple[tuple[str, str], ...] = ()  # (baseline, candidate) pairs, both run by the preset
+    sweeps: tuple[Sweep, ...] = ()
+    anytime: tuple[tuple[str, str], ...] = ()
+    stability_maps: tuple[
+        StabilityMap, ...
+    ] = ()  # the maps of the variants it runs (optbench.experiment.stability_maps)
+
+    @property
+    def runs_per_job(self) -> int:
+        return self.settings["runs_per_job"]
+
+    def grid(self, variant: str) -> tuple[list[float], list[float]]:
+        """Learning rates and weight decays of a variant's heatmap."""
+        grid = self.settings["grids"][self.variants[variant]["grid"]]
+        return axis_values(grid["lr"]), axis_values(grid["weight_decay"])
+
+    def runs(self, variant: str) -> list[dict[str, Any]]:
+        """Run spec dicts of one variant, in grid order (lr, then weight decay, then seed)."""
+        lrs, decays = self.grid(variant)
+        return [self.run(variant, lr, wd, seed) for lr in lrs for wd in decays for seed in self.settings["seeds"]]
+
+    def run(self, variant: str, lr: float, weight_decay: float, seed: int) -> dict[str, Any]:
+        s, v = self.settings, self.variants[variant]
+        spec = {
+            "variant": variant,
+            "optimizer": v["optimizer"],
+            "normalized_weight_decay": v.get("normalized_weight_decay", False),
+            "schedule": s["schedules"][v["schedule"]],
+            "lr": lr,
+            "weight_decay": weight_decay,
+            "seed": seed,
+            "preset": self.preset,
+            **{k: s[k] for k in ("dataset", "model", "epochs", "batch_size", "device", "bf16", "data_dir")},
+            "dataset_options": {**s["dataset_options"], **v.get("dataset_options", {})},
+        }
+        if "trace_every" in s:
+            spec["trace_every"] = s["trace_every"]
+        return apply(spec, v)
+
+    def shards(self, variant: str) -> list[list[dict[str, Any]]]:
+        """The variant's runs in jobs of at most ``runs_per_job`` (computed once per variant)."""
+        return self._shards[variant]
+
+    @cached_property
+    def _shards(self) -> dict[str, list[list[dict[str, Any]]]]:
+        n = self.runs_per_job
+        shards = {}
+        for variant in self.variants:
+            runs = self.runs(variant)
+            shards[variant] = [runs[i : i + n] for i in range(0, len(runs), n)]
+        return shards
+
+    def outputs(self, results: str) -> dict[str, Any]:
+        """Tables and figures made from ``runs.csv`` alone, under the ``results`` directory; ``sweeps`` holds
+        those of the sweeps and ``anytime`` pairs (:mod:`optbench.analysis.budgets`), none for a preset without."""
+
+        def figure(name: str) -> list[str]:
+            return [f"{results}/figures/{name}.{ext}" for ext in ("png", "pdf")]
+
+        def table(name: str) -> list[str]:
+            return [f"{results}/tables/{name}.{ext}" for ext in ("csv", "md")]
+
+        return {
+            "summary": table("summary"),
+            "improvements": table("improvements"),
+            "memory": table("memory"),
+            "heatmaps": {name: figure(name) for name in self.figures},
+            "learning_curves": figure("learning_curves"),
+            "sweeps": {
+                **(
+                    {
+                        "best_decay": table("best_decay"),
+                        "decay_slopes": table("decay_slopes"),
+                        "best_decay_figure": figure("best_decay"),
+                    }
+                    if self.sweeps
+                    else {}
+                ),
+                **{f"heatmaps_{sweep.key}": figure(f"heatmaps_{sweep.key}") for sweep in self.sweeps},
+                **({"anytime": table("anytime"), "anytime_figure": figure("anytime")} if self.anytime else {}),
+            },
+            "stability_maps": {m.name: m.outputs(table, figure) for m in self.stability_maps},
+        }
+
+
+def axis_values(axis: dict[str, Any]) -> list[float]:
+    """An axis given as ``{"values": [...]}``, or ``{"log2": [lo, hi]}``: every power of two from 2^lo to 2^hi,
+    each multiplied by ``times`` when given (``{"log2": [-3, 7], "times": 0.01}`` holds 0.01 * 2^-3 ... 0.01 * 2^7)."""
+    if "values" in axis:
+        return [float(v) for v in axis["values"]]
+    lo, hi = axis["log2"]
+    if lo > hi:
+        raise ValueError(f"log2: [{lo}, {hi}] is an empty range; write [low, high]")
+    return [axis.get("times", 1.0) * 2.0**e for e in range(lo, hi + 1)]
+
+
+def load_experiment(config: dict[str, Any]) -> Experiment:
+    """The experiment of ``config["preset"]``; a ValueError names an unknown preset, variant, grid or schedule,
+    a renamed optimizer key, a bad sweep or ``anytime`` pair (:mod:`optbench.experiment.sweeps`), a reversed grid axis
+    or
+    one whose values would share run ids (:mod:`optbench.spec.run_ids`), or anything a training job would reject
+    (:func:`optbench.experiment.checks.check_experiment`). Swept variants are
+    replaced by their rows per value. Figure panels, comparisons and ``anytime`` pairs of variants the preset
+    does not run are dropped, and so are the cells of stability maps (:mod:`optbench.experiment.stability_maps`).
+    ``variants:
+    all`` runs every variant but those marked ``in_all: false``."""
+    name = config["preset"]
+    presets = config["presets"]
+    if name not in presets:
+        raise ValueError(f"preset: unknown preset {name!r}; allowed: {', '.join(presets)}")
+    settings = presets[name]
+    chosen = (
+        [v for v, row in config["variants"].items() if row.get("in_all", True)]
+        if settings["variants"] == "all"
+        else settings["variants"]
+    )
+    variants = {}
+    for v in chosen:
+        if v not in config["variants"]:
+            raise ValueError(
+                f"presets.{name}.variants: unknown variant {v!r}; allowed: {', '.join(config['variants'])}"
+            )
+        row = config["variants"][v]
+        check_renamed(row["optimizer"], f"variants.{v}.optimizer")
+        for key, table in (("grid", "grids"), ("schedule", "schedules")):
+            if row[key] not in settings[table]:
+                raise ValueError(
+                    f"variants.{v}.{key}: {row[key]!r} is not among presets.{name}.{table}: "
+                    f"{', '.join(settings[table])}"
+                )
+        variants[v] = row
+    sweeps = load_sweeps(settings.get("sweeps", {}), chosen, f"presets.{name}.sweeps")
+    variants = expand(variants, sweeps)
+    anytime = load_anytime(config.get("anytime", []), config["variants"], variants, sweeps, settings["schedules"])
+    figures = {}
+    for fig, spec in config["figures"].items():
+        panels = present_panels(spec["panels"], variants)
+        if panels:
+            figures[fig] = {**spec, "panels": panels}
+    comparisons = []
+    for i, pair in enumerate(config.get("comparisons", [])):
+        for role in ("baseline", "candidate"):
+            if pair[role] not in config["variants"]:
+                raise ValueError(
+                    f"comparisons[{i}].{role}: unknown variant {pair[role]!r}; allowed: {', '.join(config['variants'])}"
+                )
+        if pair["baseline"] in variants and pair["candidate"] in variants:
+            comparisons.append((pair["baseline"], pair["candidate"]))
+    for grid_name, grid in settings["grids"].items():
+        for axis in ("lr", "weight_decay"):
+            try:
+                check_distinct(axis_values(grid[axis]))
+            except ValueError as err:
+                raise ValueError(f"presets.{name}.grids.{grid_name}.{axis}.{err}") from None
+    maps = load_stability_maps(config.get("stability_maps", {}), config["variants"], variants)
+    experiment = Experiment(name, settings, variants, figures, tuple(comparisons), sweeps, anytime, maps)
+    check_experiment(experiment, config)
+    return experiment
+
+
+def present_panels(panels: list[list[str | None]], variants: Collection[str]) -> list[list[str | None]]:
+    """The panel grid with absent variants blanked and empty rows and columns dropped."""
+    grid = [[p if p in variants else None for p in row] for row in panels]
+    columns = [j for j in range(max(map(len, grid))) if any(j < len(row) and row[j] for row in grid)]
+    return [[row[j] if j < len(row) else None for j in columns] for row in grid if any(row)]

@@ -1,0 +1,149 @@
+"""Collect run records into tables: one row per run, per grid cell, per variant.
+
+A *run record* is the JSON document one training run writes (see :mod:`optbench.records.record`).
+``runs_table`` flattens records into ``runs.csv`` (dotted column names such as
+``optimizer.weight_decay_mode``; list values such as ``history`` stored as compact JSON);
+``cell_table`` averages seeds per (variant, lr, weight_decay) cell, the value
+drawn in the heatmaps. Each variant's grid is condensed by :mod:`optbench.analysis.heatmap`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from optbench.atomic import atomic_write
+from optbench.records.checks import check_against, preset_runs
+from optbench.records.record import SCHEMA_VERSION, read_record
+
+if TYPE_CHECKING:
+    from optbench.experiment.preset import Experiment
+
+STATUSES = ("ok", "diverged")
+REQUIRED_COLUMNS = (
+    "schema_version",
+    "run_id",
+    "variant",
+    "lr",
+    "weight_decay",
+    "seed",
+    "status",
+    "final_test_error",
+    "history",
+)
+SORT_COLUMNS = ["variant", "lr", "weight_decay", "seed"]
+CELL_COLUMNS = ["variant", "lr", "weight_decay"]
+# Text columns whose values may look like numbers (a git commit of digits only, a
+# torch version such as "2.5"): read back as text. Absent columns are ignored.
+TEXT_COLUMNS = {
+    column: "str"
+    for column in (
+        "run_id",
+        "preset",
+        "variant",
+        "environment.python",
+        "environment.torch",
+        "environment.optbench",
+        "environment.device_name",
+        "environment.git_commit",
+        "environment.hostname",
+    )
+}
+
+
+def _compact_json(value) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _encode_lists(df: pd.DataFrame) -> pd.DataFrame:
+    """Store list values (``history``, ``schedule.milestones``) as compact JSON strings."""
+    list_columns = [c for c in df.columns if df[c].map(lambda v: isinstance(v, list)).any()]
+    return df.assign(**{c: df[c].map(_compact_json, na_action="ignore") for c in list_columns})
+
+
+def _nulls_as_nan(df: pd.DataFrame) -> pd.DataFrame:
+    """Give all-null columns a float dtype, as reading them back from CSV does."""
+    return df.astype({c: float for c in df.columns[df.isna().all()]})
+
+
+def _check_runs(df: pd.DataFrame) -> None:
+    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(f"run records lack required fields: {missing}")
+    versions = set(df["schema_version"]) - {SCHEMA_VERSION}
+    if versions:
+        raise ValueError(f"unsupported record schema_version {sorted(versions)}, expected {SCHEMA_VERSION}")
+    statuses = set(df["status"]) - set(STATUSES)
+    if statuses:
+        raise ValueError(f"unknown run status {sorted(statuses)}, expected one of {STATUSES}")
+    duplicates = df.loc[df["run_id"].duplicated(), "run_id"].unique()
+    if len(duplicates):
+        raise ValueError(f"duplicate run_id: {list(duplicates)}")
+
+
+def runs_table(records: Iterable[dict]) -> pd.DataFrame:
+    """One row per run, sorted by variant, lr, weight_decay, seed."""
+    records = list(records)
+    if not records:
+        raise ValueError("no run records to aggregate")
+    df = _nulls_as_nan(_encode_lists(pd.json_normalize(records)))
+    _check_runs(df)
+    return df.sort_values(SORT_COLUMNS, kind="stable", ignore_index=True)
+
+
+def write_table(df: pd.DataFrame, path: str | os.PathLike) -> None:
+    """Write a table (``runs.csv``, or any other) as CSV, atomically."""
+    atomic_write(path, lambda tmp: df.to_csv(tmp, index=False))
+
+
+def read_runs(path: str | os.PathLike) -> pd.DataFrame:
+    """Read ``runs.csv`` back with the dtypes ``runs_table`` produces."""
+    df = pd.read_csv(path, dtype=TEXT_COLUMNS)
+    _check_runs(df)
+    return df
+
+
+def history(runs: pd.DataFrame) -> pd.DataFrame:
+    """Learning curves of ``runs`` in long form: one row per (run_id, epoch)."""
+    curves = {run_id: pd.DataFrame(json.loads(h)) for run_id, h in zip(runs["run_id"], runs["history"])}
+    return pd.concat(curves, names=["run_id", None]).reset_index(level=0)
+
+
+def cell_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per (variant, lr, weight_decay), the value a heatmap cell shows: ``mean_test_error``
+    and ``std_test_error`` (ddof=1, NaN with one seed) of the final test error over seeds,
+    ``n_seeds`` and ``n_diverged``."""
+    return (
+        runs.assign(diverged=runs["status"].eq("diverged"))
+        .groupby(CELL_COLUMNS, as_index=False)
+        .agg(
+            mean_test_error=("final_test_error", "mean"),
+            std_test_error=("final_test_error", "std"),
+            n_seeds=("seed", "size"),
+            n_diverged=("diverged", "sum"),
+        )
+    )
+
+
+def load_records(paths: Iterable[str | os.PathLike]) -> list[dict]:
+    """Read and validate run-record files; the first bad one stops it, naming the file and its first error."""
+    return [read_record(path) for path in paths]
+
+
+def aggregate(record_paths: Iterable[str | os.PathLike], runs_csv: str | os.PathLike) -> None:
+    """Run-record JSON files -> ``runs.csv``, which a bad record leaves as it was."""
+    write_table(runs_table(load_records(record_paths)), runs_csv)
+
+
+def aggregate_preset(experiment: Experiment, runs_dir: str | os.PathLike, runs_csv: str | os.PathLike) -> None:
+    """Workflow step: the record of every run of ``experiment``'s preset, where its training job wrote it under
+    ``runs_dir``, each checked against the config (:mod:`optbench.records.checks`) -> ``runs.csv``, which a
+    missing or bad record leaves as it was."""
+    paths, runs = preset_runs(experiment, runs_dir)
+    records = load_records(paths)
+    check_against(paths, records, runs, experiment.preset)
+    write_table(runs_table(records), runs_csv)

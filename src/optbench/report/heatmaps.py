@@ -1,0 +1,238 @@
+"""Figures in the style of Loshchilov & Hutter (2019): lr x weight-decay heatmaps and learning curves.
+
+Figures are built with ``matplotlib.figure.Figure`` directly (no pyplot), so no
+global figure state is kept; PNGs are rendered by Agg. Every output path is
+written atomically and its format follows its suffix (``.png``, ``.pdf``, ...).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from functools import partial
+from pathlib import Path
+
+import pandas as pd
+from matplotlib import colormaps
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
+from matplotlib.figure import Figure
+from matplotlib.patches import Circle, Rectangle
+from matplotlib.ticker import MaxNLocator
+
+from optbench.analysis.heatmap import best_cell, best_lambda_slope, row_bests
+from optbench.records.table import atomic_write, cell_table, history
+from optbench.report.text import estimate
+
+PANEL_INCHES = (3.2, 3.0)
+CMAP = "viridis_r"  # low error bright, high error (and divergence) dark
+DPI = 200
+METADATA = {"pdf": {"CreationDate": None}}  # per format: savefig's metadata
+ROW_BEST_COLOUR = "red"  # the per-row best weight decay, over viridis
+CURVE_CMAP = "tab10"  # qualitative: one colour per variant ...
+CURVE_STYLES = ("-", "--", ":", "-.")  # ... and a line style per ten variants
+
+
+def save_figure(fig: Figure, out_paths: Sequence[str | os.PathLike]) -> None:
+    """Write ``fig`` to every path, each atomically, in the format named by its suffix; the same figure
+    gives the same bytes (a PDF's creation date is left out, the only part that would differ)."""
+    for path in out_paths:
+        fmt = Path(path).suffix.removeprefix(".")
+        atomic_write(path, partial(fig.savefig, format=fmt, dpi=DPI, metadata=METADATA.get(fmt)))
+
+
+def _check_variants(runs: pd.DataFrame, variants: list[str]) -> None:
+    if not variants:
+        raise ValueError("no variant to plot")
+    unknown = sorted(set(variants) - set(runs["variant"]))
+    if unknown:
+        raise ValueError(f"unknown variant(s) {unknown}; runs hold {sorted(runs['variant'].unique())}")
+
+
+def log2_label(value: float) -> str:
+    """Tick label: 2^k for exact powers of two, 0 for zero, else the plain number."""
+    if value > 0 and math.log2(value).is_integer():
+        return f"$2^{{{int(math.log2(value))}}}$"
+    return f"{value:g}"
+
+
+def text_colour(rgba) -> str:
+    """Black or white, whichever reads better on a cell of colour ``rgba``."""
+    luminance = 0.299 * rgba[0] + 0.587 * rgba[1] + 0.114 * rgba[2]
+    return "black" if luminance > 0.5 else "white"
+
+
+def _all_diverged(cells: pd.DataFrame) -> pd.Series:
+    return cells["n_diverged"].eq(cells["n_seeds"])
+
+
+def _colour_norm(cells: pd.DataFrame) -> Normalize:
+    """Test-error (%) scale over the cells that did not fully diverge; the rest show beyond its top."""
+    converged = cells.loc[~_all_diverged(cells), "mean_test_error"]
+    values = 100 * (converged if len(converged) else cells["mean_test_error"])
+    return Normalize(vmin=values.min(), vmax=values.max())
+
+
+def _draw_row_bests(ax, cells: pd.DataFrame, bests: pd.DataFrame, best: tuple[float, float], grid: pd.DataFrame):
+    """Each lr row's best weight decay (:func:`optbench.analysis.heatmap.row_bests`), a circle per row joined by a
+    line: solid for the rows the slope is fitted to, dashed for the others; rows where every cell diverged
+    are left out. The heatmap's ``best`` cell, ``(lr, weight_decay)``, gets a square."""
+    diverged_rows = cells.assign(diverged=_all_diverged(cells)).groupby("lr")["diverged"].all()
+    bests = bests[~bests["lr"].map(diverged_rows) & bests["best_weight_decay"].notna()]
+    xs = [grid.columns.get_loc(wd) for wd in bests["best_weight_decay"]]
+    ys = [grid.index.get_loc(lr) for lr in bests["lr"]]
+    ax.plot(xs, ys, color=ROW_BEST_COLOUR, linewidth=1.0, alpha=0.7)
+    for x, y, near in zip(xs, ys, bests["near_best"]):
+        ax.add_patch(
+            Circle((x, y), 0.45, fill=False, edgecolor=ROW_BEST_COLOUR, linewidth=1.2, ls="-" if near else "--")
+        )
+    x, y = grid.columns.get_loc(best[1]), grid.index.get_loc(best[0])
+    ax.add_patch(Rectangle((x - 0.5, y - 0.5), 1, 1, fill=False, edgecolor=ROW_BEST_COLOUR, linewidth=1.8))
+
+
+def _draw_heatmap(ax, cells: pd.DataFrame, bests: pd.DataFrame, best, norm: Normalize, cmap, xlabel: str) -> None:
+    """One panel: test error (%) per (lr, weight decay) cell, the seed mean written in each cell, and the
+    per-row best weight decay drawn over it. A cell where every seed diverged takes the worst colour and
+    reads "div"."""
+    all_diverged = _all_diverged(cells)
+    shown = (100 * cells["mean_test_error"]).mask(all_diverged, norm.vmax)
+    grid = cells.assign(shown=shown).pivot(index="lr", columns="weight_decay", values="shown")
+    ax.imshow(grid.to_numpy(), cmap=cmap, norm=norm, origin="lower", aspect="auto")
+
+    fontsize = 5 if grid.shape[1] > 8 else 7
+    for key, cell in cells.iterrows():
+        i, j = grid.index.get_loc(cell["lr"]), grid.columns.get_loc(cell["weight_decay"])
+        text = "div" if all_diverged[key] else f"{100 * cell['mean_test_error']:.1f}"
+        ax.text(j, i, text, ha="center", va="center", fontsize=fontsize, color=text_colour(cmap(norm(shown[key]))))
+    _draw_row_bests(ax, cells, bests, best, grid)
+
+    ax.set_xticks(range(grid.shape[1]), [log2_label(v) for v in grid.columns], fontsize=7, rotation=90)
+    ax.set_yticks(range(grid.shape[0]), [log2_label(v) for v in grid.index], fontsize=7)
+    ax.set(xlabel=xlabel, ylabel="learning rate")
+
+
+def _slope_label(runs: pd.DataFrame, variant: str) -> str:
+    """``slope -0.98 [-1.20, -0.80]`` (:func:`optbench.analysis.heatmap.best_lambda_slope`); why not, when n/a."""
+    est = best_lambda_slope(runs, variant)
+    text = estimate(est.slope, est.ci_low, est.ci_high, est.n_seeds)
+    return f"slope {text}" + (f" ({est.reason})" if not math.isfinite(est.slope) else "")
+
+
+def _decay_label(runs: pd.DataFrame, variant: str) -> str:
+    normalized = runs.loc[runs["variant"].eq(variant), "normalized_weight_decay"].any()
+    return "normalized weight decay" if normalized else "weight decay"
+
+
+def heatmap_figure(
+    runs: pd.DataFrame,
+    panels: list[list[str | None]],
+    out_paths: Sequence[str | os.PathLike],
+    title: str | None = None,
+    labels: dict[str, str] | None = None,
+) -> Figure:
+    """Grid of lr x weight-decay heatmaps (rows x cols of variants; None leaves a panel empty).
+
+    All panels share one colour scale (seed-mean test error in %, one colorbar) and write the
+    seed mean in each cell; cells where every seed diverged take the worst colour and read
+    "div". Each panel draws its per-row best weight decay (circles joined by a line, solid
+    where the row enters the slope fit, a square on the heatmap's best cell) and titles the
+    slope of log2 best weight decay on log2 lr with its seed-bootstrap CI
+    (:mod:`optbench.analysis.heatmap`). Writes every path in ``out_paths`` and returns the figure.
+    """
+    names = [v for row in panels for v in row]
+    variants = [v for v in names if v is not None]
+    if len({len(row) for row in panels}) != 1:
+        raise ValueError(f"panels must be a non-empty list of equal-length rows, got {panels}")
+    _check_variants(runs, variants)
+    labels = labels or {}
+
+    cells = cell_table(runs)
+    cells = cells[cells["variant"].isin(variants)]
+    norm = _colour_norm(cells)
+    cmap = colormaps[CMAP].with_extremes(bad="0.85")  # bad: a cell missing from the grid
+
+    nrows, ncols = len(panels), len(panels[0])
+    fig = Figure(figsize=(PANEL_INCHES[0] * ncols + 0.8, PANEL_INCHES[1] * nrows), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    drawn = []
+    for ax, variant in zip(axes.flat, names):
+        if variant is None:
+            ax.set_axis_off()
+            continue
+        variant_runs = runs[runs["variant"].eq(variant)]
+        bests, best = row_bests(variant_runs), best_cell(variant_runs, variant)[:2]
+        _draw_heatmap(ax, cells[cells["variant"].eq(variant)], bests, best, norm, cmap, _decay_label(runs, variant))
+        ax.set_title(f"{labels.get(variant, variant)}\n{_slope_label(variant_runs, variant)}", fontsize=8)
+        drawn.append(ax)
+    extend = "max" if cells["mean_test_error"].max() * 100 > norm.vmax else "neither"
+    fig.colorbar(ScalarMappable(norm, cmap), ax=drawn, label="test error (%)", shrink=0.9, extend=extend)
+    if title:
+        fig.suptitle(title)
+    save_figure(fig, out_paths)
+    return fig
+
+
+def _line_style(i: int) -> dict:
+    """Colour and line style of the i-th variant: the 10 colours of tab10, then again with another line style."""
+    return {"color": colormaps[CURVE_CMAP](i % 10), "linestyle": CURVE_STYLES[(i // 10) % len(CURVE_STYLES)]}
+
+
+def best_cell_curve(runs: pd.DataFrame, variant: str) -> tuple[float, float, pd.DataFrame]:
+    """The variant's best cell (:func:`optbench.analysis.heatmap.best_cell`), ``(lr, weight_decay, curve)``: per epoch
+    (the index), the ``mean``, ``min`` and ``max`` over the cell's seeds of ``test_error`` and ``train_loss``."""
+    lr, wd, _ = best_cell(runs, variant)
+    in_cell = runs[runs["variant"].eq(variant) & runs["lr"].eq(lr) & runs["weight_decay"].eq(wd)]
+    return lr, wd, history(in_cell).groupby("epoch")[["test_error", "train_loss"]].agg(["mean", "min", "max"])
+
+
+def learning_curves_figure(
+    runs: pd.DataFrame,
+    variants: list[str],
+    out_paths: Sequence[str | os.PathLike],
+    labels: dict[str, str] | None = None,
+) -> Figure:
+    """Test error and train loss vs epoch at each variant's best cell (:func:`optbench.analysis.heatmap.best_cell`):
+    the mean over the cell's seeds as a line, the range over its seeds (min to max) as a band. The legend
+    sits right of the axes."""
+    _check_variants(runs, variants)
+    labels = labels or {}
+
+    fig = Figure(figsize=(11, 4), layout="constrained")
+    error_ax, loss_ax = fig.subplots(1, 2)
+    for i, variant in enumerate(variants):
+        lr, wd, curve = best_cell_curve(runs, variant)
+        style = _line_style(i)
+        label = f"{labels.get(variant, variant)} (lr {log2_label(lr)}, wd {log2_label(wd)})"
+        for ax, column, scale in ((error_ax, "test_error", 100), (loss_ax, "train_loss", 1)):
+            ax.plot(curve.index, scale * curve[(column, "mean")], label=label, linewidth=1.2, **style)
+            ax.fill_between(
+                curve.index,
+                scale * curve[(column, "min")],
+                scale * curve[(column, "max")],
+                color=style["color"],
+                alpha=0.15,
+                linewidth=0,
+            )
+    error_ax.set(xlabel="epoch", ylabel="test error (%)", title="test error")
+    loss_ax.set(xlabel="epoch", ylabel="train loss", title="train loss", yscale="log")
+    for ax in (error_ax, loss_ax):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    n_seeds = runs[runs["variant"].isin(variants)].groupby("variant")["seed"].nunique()
+    if n_seeds.max() < 2:
+        line = "line: one seed (no band)"
+    else:
+        seeds = f"{n_seeds.min()}" if n_seeds.min() == n_seeds.max() else f"{n_seeds.min()} to {n_seeds.max()}"
+        line = f"line: mean over {seeds} seeds, band: min to max"
+    handles, texts = error_ax.get_legend_handles_labels()
+    fig.legend(
+        handles,
+        texts,
+        loc="outside right upper",
+        fontsize=6,
+        title=f"best cell of each variant\n{line}",
+        title_fontsize=7,
+        ncols=1 if len(variants) <= 24 else 2,
+    )
+    save_figure(fig, out_paths)
+    return fig

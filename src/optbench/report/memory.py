@@ -1,0 +1,155 @@
+"""Optimizer state memory per variant and model: predicted from shapes, measured in runs.
+
+The models are the registry's (:mod:`optbench.models`): the one a preset trains, then the
+papers' models (:data:`PAPER_MODELS`), each built for the shape it is registered with.
+Every model is built on the ``meta`` device, so a 60M-parameter Transformer costs no
+memory. The first row holds each model's parameter bytes; the others each variant's
+predicted optimizer state bytes and their ratio to Adam's state (first and second
+moment in full, 2 x parameter bytes). Given runs, the
+bytes they measured sit next to the prediction for the model they trained.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Mapping
+
+import pandas as pd
+
+from optbench.atomic import atomic_write_text
+from optbench.models import REGISTRY, ModelEntry, build_model
+from optbench.optim import make_optimizer, predicted_state_bytes
+from optbench.records.table import write_table
+from optbench.spec.run import OptimizerSpec
+
+PARAMETERS = "parameters"
+PARAMETERS_LABEL = "parameters (Adam's state: 2x)"
+MEASURED = "memory.optimizer_state_bytes"
+RUN_COLUMNS = ("variant", "model", MEASURED)
+BYTE_UNITS = ("B", "KiB", "MiB", "GiB")
+
+#: The papers' models, in every table: AdamW's (CIFAR-10) and Adafactor's (translation).
+PAPER_MODELS = ("shake_shake_26_2x64d", "transformer_base")
+
+
+def memory_models(trained: Iterable[str] = ()) -> dict[str, ModelEntry]:
+    """The table's models, from the registry: those ``trained`` (a preset's), then the papers'."""
+    return {name: REGISTRY[name] for name in dict.fromkeys([*trained, *PAPER_MODELS])}
+
+
+def _optimizer_spec(name: str, description: dict) -> OptimizerSpec:
+    """The optimizer of a variant described as in the config's ``optimizer`` block (``label`` allowed)."""
+    optimizer = {k: v for k, v in description.items() if k != "label"}
+    try:
+        return OptimizerSpec.from_dict(optimizer)
+    except ValueError as err:
+        raise ValueError(f"variants.{name}.{err}") from None
+
+
+def _predicted(specs: dict[str, OptimizerSpec], name: str, model: ModelEntry) -> pd.Series:
+    """Parameter bytes, then each variant's predicted state bytes, of one model built on ``meta``."""
+    params = list(
+        build_model(name, num_classes=model.num_classes, input_shape=model.input_shape, device="meta").parameters()
+    )
+    state = {
+        variant: predicted_state_bytes(
+            make_optimizer(spec.base, params, lr=0.0, weight_decay=0.0, switches=spec.switches)
+        )
+        for variant, spec in specs.items()
+    }
+    return pd.Series({PARAMETERS: sum(p.numel() * p.element_size() for p in params), **state})
+
+
+def _measured(runs: pd.DataFrame, variants: list[str], models: Mapping[str, ModelEntry]) -> pd.DataFrame:
+    """Measured state bytes by variant (rows) and model (columns); runs of other variants are ignored."""
+    missing = [c for c in RUN_COLUMNS if c not in runs.columns]
+    if missing:
+        raise ValueError(f"runs lack columns: {missing}")
+    runs = runs[runs["variant"].isin(variants)]
+    unknown = sorted(set(runs["model"]) - set(models))
+    if unknown:
+        raise ValueError(f"runs: model {unknown[0]!r} is not among the table's models: {', '.join(models)}")
+    grouped = runs.groupby(["variant", "model"])[MEASURED]
+    values = grouped.unique()
+    differing = values[values.map(len) > 1]
+    if len(differing):
+        (variant, model), found = next(iter(differing.items()))
+        raise ValueError(
+            f"variant {variant!r}: its runs on {model!r} measured different optimizer state bytes: "
+            f"{sorted(found.tolist())}"
+        )
+    return grouped.first().unstack("model").astype("Int64")
+
+
+def memory_table(
+    variants: dict[str, dict],
+    runs: pd.DataFrame | None,
+    models: Mapping[str, ModelEntry] | None = None,
+) -> pd.DataFrame:
+    """One row of parameter bytes, then one row per variant, with for each of ``models`` (by label;
+    default: :func:`memory_models`, the papers' models):
+
+    ``<model> bytes``, ``<model> ratio to Adam`` (Adam keeps 2 numbers per parameter) and, for the models ``runs``
+    trained, ``<model> measured bytes`` and ``<model> measured == predicted``.
+    """
+    models = memory_models() if models is None else models
+    if not models:
+        raise ValueError("models: none given")
+    if PARAMETERS in variants:
+        raise ValueError(f"variants: {PARAMETERS!r} names the table's first row; rename that variant")
+    specs = {name: _optimizer_spec(name, description) for name, description in variants.items()}
+    predicted = pd.DataFrame({name: _predicted(specs, name, model) for name, model in models.items()})
+    adam = 2 * predicted.loc[PARAMETERS]
+    measured = pd.DataFrame() if runs is None else _measured(runs, list(variants), models)
+
+    columns = {}
+    for name, model in models.items():
+        columns[f"{model.label} bytes"] = predicted[name]
+        columns[f"{model.label} ratio to Adam"] = predicted[name] / adam[name]
+        if name in measured.columns:
+            found = measured[name].reindex(predicted.index)
+            columns[f"{model.label} measured bytes"] = found
+            columns[f"{model.label} measured == predicted"] = found.eq(predicted[name])
+    labels = [PARAMETERS_LABEL, *(description.get("label", name) for name, description in variants.items())]
+    table = pd.DataFrame({"label": labels, **columns}, index=predicted.index)
+    return table.rename_axis("variant").reset_index()
+
+
+def format_bytes(n: int) -> str:
+    """Bytes in the largest binary unit that keeps the number at least 1: ``1.50 KiB``."""
+    unit = 0
+    while n >= 1024 ** (unit + 1) and unit < len(BYTE_UNITS) - 1:
+        unit += 1
+    return f"{n} B" if unit == 0 else f"{n / 1024**unit:.2f} {BYTE_UNITS[unit]}"
+
+
+def format_ratio(r: float) -> str:
+    """Two decimals; two significant digits below 0.01, so a small ratio does not read 0.00."""
+    return f"{r:.2f}" if r == 0 or abs(r) >= 0.01 else f"{r:.2g}"
+
+
+def _formatter(column: str) -> Callable | None:
+    """How a numeric column is shown in Markdown; None for a text column."""
+    if column.endswith("bytes"):
+        return format_bytes
+    if " ratio to " in column:
+        return format_ratio
+    return None
+
+
+def markdown_table(table: pd.DataFrame, formatters: Mapping[str, Callable | None] | None = None) -> str:
+    """A GitHub Markdown table. A column with a formatter is shown through it and right-aligned, one
+    without (None or absent) through ``str`` and left-aligned; a missing value is left empty.
+    Default formatters: bytes in binary units, ratios with 2 decimals."""
+    formatters = formatters if formatters is not None else {column: _formatter(column) for column in table.columns}
+    formatters = {column: formatters.get(column) for column in table.columns}
+    cells = table.apply(lambda column: column.map(formatters[column.name] or str, na_action="ignore")).fillna("")
+    rule = ["---:" if formatter else "---" for formatter in formatters.values()]
+    rows = [list(table.columns), rule, *cells.itertuples(index=False)]
+    return "".join(f"| {' | '.join(row)} |\n" for row in rows)
+
+
+def write_memory_tables(table: pd.DataFrame, csv_path: str | os.PathLike, md_path: str | os.PathLike) -> None:
+    """The table as CSV (exact bytes) and as Markdown for humans, each written atomically."""
+    write_table(table, csv_path)
+    atomic_write_text(md_path, markdown_table(table))

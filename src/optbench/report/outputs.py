@@ -1,0 +1,237 @@
+"""Every table and figure of a preset, from ``runs.csv`` alone."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+import pandas as pd
+
+from optbench.analysis.budgets import anytime, best_decay_fit
+from optbench.analysis.heatmap import CONFIDENCE, improvement_table, variant_statistics
+from optbench.atomic import atomic_write_text
+from optbench.experiment.preset import Experiment, present_panels
+from optbench.experiment.sweeps import SETTINGS
+from optbench.records.table import read_runs, write_table
+from optbench.report import text as fmt
+from optbench.report.budgets import anytime_figure, best_decay_figure
+from optbench.report.heatmaps import heatmap_figure, learning_curves_figure
+from optbench.report.memory import markdown_table, memory_models, memory_table, write_memory_tables
+from optbench.report.stability import write_stability_outputs
+from optbench.train.schedules import ScheduleSpec, cycle_ends
+
+CI = f"[{100 * CONFIDENCE:g}% CI]"
+IMPROVEMENT_HEADERS = [
+    "baseline",
+    "candidate",
+    "baseline best",
+    "candidate best",
+    f"relative improvement {CI}",
+    f"difference (pp) {CI}",
+    "seeds",
+]
+
+
+def _best(error: float, lr: float, weight_decay: float) -> str:
+    return f"{fmt.percent(error)} at lr {fmt.power_of_two(lr)}, wd {fmt.power_of_two(weight_decay)}"
+
+
+def _markdown(rows: list[dict[str, str]], left: tuple[str, ...], columns: list[str] | None = None) -> str:
+    """Rows of ready-made text as a Markdown table: the ``left`` columns left-aligned, the rest right-aligned."""
+    table = pd.DataFrame(rows, columns=columns)
+    return markdown_table(table, {column: None if column in left else str for column in table.columns})
+
+
+def summary_markdown(summary: pd.DataFrame, labels: dict[str, str] | None = None) -> str:
+    """:func:`optbench.analysis.heatmap.variant_statistics` for humans: errors in percent with one decimal,
+    the slope with its CI, the noise floor in percentage points."""
+    labels = labels or {}
+    rows = []
+    for r in summary.itertuples(index=False):
+        slope = fmt.estimate(r.slope, r.slope_ci_low, r.slope_ci_high, r.n_seeds)
+        if r.slope_reason and slope == fmt.NA:
+            slope += f" ({r.slope_reason})"
+        noise = f"{100 * r.noise_floor:.1f} pp" if pd.notna(r.noise_floor) else fmt.NA
+        rows.append(
+            {
+                "variant": labels.get(r.variant, r.variant),
+                "best test error": fmt.percent(r.best_test_error) + (" (border)" if r.best_on_border else ""),
+                "at lr": fmt.power_of_two(r.best_lr),
+                "at weight decay": fmt.power_of_two(r.best_weight_decay),
+                f"slope of log2 best lambda on log2 lr {CI}": slope,
+                "lr rows in fit": f"{r.slope_rows} ({r.slope_rows_at_edge} at edge)"
+                if r.slope_rows_at_edge
+                else f"{r.slope_rows}",
+                "noise floor": noise + (" (1 seed)" if r.n_seeds < 2 else ""),
+                "seeds": str(r.n_seeds),
+                "runs": str(r.n_runs),
+                "diverged": str(r.n_diverged),
+            }
+        )
+    return _markdown(rows, left=("variant",))
+
+
+def improvements_markdown(improvements: pd.DataFrame, labels: dict[str, str] | None = None) -> str:
+    """:func:`optbench.analysis.heatmap.improvement_table` for humans: each variant's best cell, the relative
+    improvement in percent and the difference in percentage points, each with its CI."""
+    labels = labels or {}
+    rows = [
+        {  # in the order of IMPROVEMENT_HEADERS
+            "baseline": labels.get(r.baseline, r.baseline),
+            "candidate": labels.get(r.candidate, r.candidate),
+            "baseline best": _best(r.baseline_error, r.baseline_lr, r.baseline_weight_decay),
+            "candidate best": _best(r.candidate_error, r.candidate_lr, r.candidate_weight_decay),
+            f"relative improvement {CI}": fmt.estimate(
+                r.relative, r.relative_ci_low, r.relative_ci_high, r.n_seeds, fmt.percent
+            ),
+            f"difference (pp) {CI}": fmt.estimate(
+                r.difference_pp, r.difference_pp_ci_low, r.difference_pp_ci_high, r.n_seeds, lambda x: f"{x:+.1f}"
+            ),
+            "seeds": str(r.n_seeds),
+        }
+        for r in improvements.itertuples(index=False)
+    ]
+    return _markdown(rows, left=("baseline", "candidate"), columns=IMPROVEMENT_HEADERS)
+
+
+def _write_tables(table: pd.DataFrame, markdown: str, csv_path: str | os.PathLike, md_path: str | os.PathLike):
+    write_table(table, csv_path)
+    atomic_write_text(md_path, markdown)
+
+
+def write_outputs(runs_csv: str | Path, experiment: Experiment, results: str | Path) -> None:
+    """Summary, improvement and memory tables (the preset's model and the papers'), one heatmap figure
+    per configured figure, the learning curves, and each stability map's tables and figures
+    (:mod:`optbench.report.stability`), of the variants ``runs.csv`` holds."""
+    runs = read_runs(runs_csv)
+    out = experiment.outputs(str(results))
+    labels = {name: row["label"] for name, row in experiment.variants.items()}
+    ran = set(runs["variant"])
+    summary = variant_statistics(runs)
+    _write_tables(summary, summary_markdown(summary, labels), *out["summary"])
+    pairs = [pair for pair in experiment.comparisons if set(pair) <= ran]
+    improvements = improvement_table(runs, pairs)
+    _write_tables(improvements, improvements_markdown(improvements, labels), *out["improvements"])
+    optimizers = {name: {**row["optimizer"], "label": row["label"]} for name, row in experiment.variants.items()}
+    models = memory_models([experiment.settings["model"]])
+    write_memory_tables(memory_table(optimizers, runs, models), *out["memory"])
+    for name, paths in out["heatmaps"].items():
+        spec = experiment.figures[name]
+        panels = present_panels(spec["panels"], ran)
+        if panels:
+            heatmap_figure(runs, panels, paths, title=spec.get("title"), labels=labels)
+    present = [v for v in experiment.variants if v in ran]
+    learning_curves_figure(runs, present, out["learning_curves"], labels=labels)
+    if experiment.sweeps:
+        write_sweep_outputs(runs, experiment, out["sweeps"], labels)
+    for smap in experiment.stability_maps:
+        write_stability_outputs(runs, smap, out["stability_maps"][smap.name], labels)
+
+
+def decay_slopes_markdown(fits: pd.DataFrame) -> str:
+    """The table ``decay_slopes`` for humans: per swept setting and variant, the slope of log2 best weight
+    decay on log2 of the setting with its CI, and the slope the formula predicts."""
+    rows = [
+        {
+            "setting": SETTINGS[r.setting].axis,
+            "variant": r.label,
+            f"slope of log2 best lambda on log2 setting {CI}": fmt.estimate(r.slope, r.ci_low, r.ci_high, r.n_seeds)
+            + (f" ({r.reason})" if r.reason else ""),
+            "predicted": f"{r.predicted:g}",
+            "heatmaps": str(r.n_values),
+            "seeds": str(r.n_seeds),
+        }
+        for r in fits.itertuples(index=False)
+    ]
+    return _markdown(rows, left=("setting", "variant"))
+
+
+def best_decay_markdown(bests: pd.DataFrame) -> str:
+    """The table ``best_decay`` for humans: per swept setting, variant and value, the best cell, with the CI
+    of its weight decay."""
+    rows = [
+        {
+            "setting": SETTINGS[r.setting].axis,
+            "variant": r.label,
+            "value": f"{r.value:g}",
+            f"best weight decay {CI}": fmt.estimate(
+                r.log2_best_weight_decay, r.ci_low, r.ci_high, r.n_seeds, _log2_as_power
+            )
+            + (" (border)" if r.on_border else ""),
+            "at lr": fmt.power_of_two(r.best_lr),
+            "best test error": fmt.percent(r.best_test_error),
+        }
+        for r in bests.itertuples(index=False)
+    ]
+    return _markdown(rows, left=("setting", "variant"))
+
+
+def _log2_as_power(log2_value: float) -> str:
+    """``2^-7`` for a whole log2, ``2^-6.5`` for an interval's interpolated bound."""
+    return f"2^{log2_value:.3g}"
+
+
+def anytime_markdown(table: pd.DataFrame, labels: dict[str, str]) -> str:
+    """The table ``anytime`` for humans: per pair and cycle end, both best cells and the difference in
+    percentage points (restarts minus cosine) with its CI."""
+    rows = [
+        {
+            "warm restarts": labels[r.restarts],
+            "cycle ends at epoch": str(r.epoch),
+            "warm restarts there": _best(r.restarts_error, r.restarts_lr, r.restarts_weight_decay),
+            "cosine for that many epochs": _best(r.cosine_error, r.cosine_lr, r.cosine_weight_decay),
+            f"difference (pp) {CI}": fmt.estimate(
+                r.difference_pp, r.difference_pp_ci_low, r.difference_pp_ci_high, r.n_seeds, lambda x: f"{x:+.1f}"
+            ),
+            "seeds": str(r.n_seeds),
+        }
+        for r in table.itertuples(index=False)
+    ]
+    return _markdown(rows, left=("warm restarts",))
+
+
+def write_sweep_outputs(runs: pd.DataFrame, experiment: Experiment, out: dict, labels: dict[str, str]) -> None:
+    """The outputs of a preset's sweeps (``sweeps`` of :meth:`Experiment.outputs`): per sweep, the heatmaps
+    (a row per swept variant, a column per value); per swept variant, :func:`optbench.analysis.budgets.best_decay_fit`
+    (tables ``best_decay`` and ``decay_slopes``, figure ``best_decay``); per ``anytime`` pair,
+    :func:`optbench.analysis.budgets.anytime` at the restarts' cycle ends (table and figure ``anytime``)."""
+    bests, fits = [], []
+    for sweep in experiment.sweeps:
+        for variant in sweep.variants:
+            names = sweep.names(variant)
+            table, fit = best_decay_fit(runs[runs["variant"].isin(names.values())], sweep.column)
+            head = {"setting": sweep.key, "variant": variant, "label": _swept_label(experiment, names)}
+            bests.append(table.assign(**head)[[*head, *table.columns]])
+            fits.append({**head, **asdict(fit)})
+        panels = [list(sweep.names(variant).values()) for variant in sweep.variants]
+        title = f"One heatmap per {SETTINGS[sweep.key].axis}"
+        heatmap_figure(runs, panels, out[f"heatmaps_{sweep.key}"], title=title, labels=labels)
+    bests, fits = pd.concat(bests, ignore_index=True), pd.DataFrame(fits)
+    _write_tables(bests, best_decay_markdown(bests), *out["best_decay"])
+    _write_tables(fits, decay_slopes_markdown(fits), *out["decay_slopes"])
+    best_decay_figure(bests, fits, out["best_decay_figure"])
+    if experiment.anytime:
+        _write_anytime(runs, experiment, out, labels)
+
+
+def _swept_label(experiment: Experiment, names: dict[int, str]) -> str:
+    """The label of the variant a sweep's ``names`` (value -> swept variant) come from."""
+    return experiment.variants[next(iter(names.values()))]["sweep"]["label"]
+
+
+def _write_anytime(runs: pd.DataFrame, experiment: Experiment, out: dict, labels: dict[str, str]) -> None:
+    """Table and figure ``anytime``: each pair's restarts variant at the end of its cycles against its
+    cosine variant swept over epochs."""
+    budgets = next(sweep for sweep in experiment.sweeps if sweep.key == "epochs")
+    tables, panels = [], []
+    for restarts, cosine in experiment.anytime:
+        spec = experiment.runs(restarts)[0]
+        ends = cycle_ends(ScheduleSpec.from_dict(spec["schedule"]), spec["epochs"])
+        names = budgets.names(cosine)
+        table = anytime(runs, restarts, names, ends)
+        tables.append(table.assign(restarts=restarts, cosine=cosine)[["restarts", "cosine", *table.columns]])
+        panels.append((restarts, _swept_label(experiment, names), names, ends))
+    table = pd.concat(tables, ignore_index=True)
+    _write_tables(table, anytime_markdown(table, labels), *out["anytime"])
+    anytime_figure(runs, panels, out["anytime_figure"], labels)

@@ -1,0 +1,151 @@
+"""Learning-rate schedule specs: what a run's schedule is, checked without building it.
+
+:class:`ScheduleSpec` names a kind and its times in epochs; :mod:`optbench.train.schedules`
+builds the per-batch schedule from it. Imports nothing but the standard library, so the
+Snakefile checks a preset's schedules with it when the config is loaded, before any job.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+
+KINDS = ("fixed", "step", "cosine", "warm_restarts", "inverse_sqrt")
+
+
+@dataclass(frozen=True)
+class ScheduleSpec:
+    r"""Configuration of a learning-rate schedule; times are in epochs.
+
+    Args:
+        kind (str): ``fixed``, ``step``, ``cosine``, ``warm_restarts`` or ``inverse_sqrt``.
+        milestones (tuple[float, ...]): ``step``: strictly increasing,
+            non-negative epochs at which the multiplier is multiplied by
+            ``gamma``; those at or after the run's end never fire.
+            Default: ``(30, 60, 80)`` (the paper's 100-epoch runs).
+        gamma (float): ``step``: decay factor, > 0. Default: 0.1.
+        t_0 (float, optional): ``warm_restarts``: length :math:`T_0` of the
+            first cycle in epochs, may be fractional.
+        cycles (int, optional): ``warm_restarts``: number of cycles :math:`k`;
+            :math:`T_0` is chosen so that the :math:`k`-th cycle ends exactly at
+            the last epoch :math:`E`:
+
+            .. math::
+                T_0 = \begin{cases}
+                    E \, \frac{t_{mult} - 1}{t_{mult}^k - 1} & t_{mult} > 1 \\
+                    E / k & t_{mult} = 1
+                \end{cases}
+
+            Give exactly one of ``t_0`` and ``cycles``.
+        t_mult (float): ``warm_restarts``: :math:`T_{i+1} = T_i \cdot
+            t_{mult}`, >= 1 (any real; torch's class needs an integer, this
+            module does not use it). Default: 2.
+        decay_start (float, optional): ``inverse_sqrt``, and only it: the epoch
+            :math:`T_d` from which :math:`\eta_t = \sqrt{T_d / (t + 1)}` (1 before), > 0;
+            rounded to the nearest batch, at least the first.
+        warmup_epochs (float): length of the linear warm-up, >= 0 and less than
+            the run. Default: 0.
+    """
+
+    kind: str = "fixed"
+    milestones: tuple[float, ...] = (30.0, 60.0, 80.0)
+    gamma: float = 0.1
+    t_0: float | None = None
+    cycles: int | None = None
+    t_mult: float = 2.0
+    decay_start: float | None = None
+    warmup_epochs: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {', '.join(KINDS)}; got {self.kind!r}")
+        if any(not m >= 0 for m in self.milestones) or any(
+            b <= a for a, b in zip(self.milestones, self.milestones[1:])
+        ):
+            raise ValueError(f"milestones must be non-negative, strictly increasing epochs; got {self.milestones}")
+        if not self.gamma > 0:
+            raise ValueError(f"gamma must be > 0; got {self.gamma}")
+        restarts = self.kind == "warm_restarts"
+        if not restarts and (self.t_0 is not None or self.cycles is not None):
+            raise ValueError(f"t_0 and cycles apply only to kind 'warm_restarts'; got kind {self.kind!r}")
+        if restarts and (self.t_0 is None) == (self.cycles is None):
+            raise ValueError(
+                "warm_restarts needs exactly one of t_0 (first cycle, epochs) and cycles "
+                f"(number of cycles); got t_0={self.t_0}, cycles={self.cycles}"
+            )
+        if self.t_0 is not None and not self.t_0 > 0:
+            raise ValueError(f"t_0 must be > 0 epochs; got {self.t_0}")
+        if self.cycles is not None and (
+            isinstance(self.cycles, bool) or not isinstance(self.cycles, int) or self.cycles < 1
+        ):
+            raise ValueError(f"cycles must be an integer >= 1; got {self.cycles!r}")
+        if not self.t_mult >= 1:
+            raise ValueError(f"t_mult must be >= 1; got {self.t_mult}")
+        if (self.kind == "inverse_sqrt") != (self.decay_start is not None):
+            raise ValueError(
+                f"decay_start applies to kind 'inverse_sqrt', which needs it; got kind {self.kind!r}, "
+                f"decay_start={self.decay_start}"
+            )
+        if self.decay_start is not None and not self.decay_start > 0:
+            raise ValueError(f"decay_start must be > 0 epochs; got {self.decay_start}")
+        if not self.warmup_epochs >= 0:
+            raise ValueError(f"warmup_epochs must be >= 0; got {self.warmup_epochs}")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ScheduleSpec:
+        """Build from a JSON/YAML mapping; missing keys take their defaults.
+
+        Raises:
+            ValueError: on an unknown key or a bad value; the message names the
+                key and what it accepts.
+        """
+        unknown = sorted(set(d) - set(_PARSERS))
+        if unknown:
+            raise ValueError(f"unknown schedule key(s) {unknown}; allowed keys: {', '.join(_PARSERS)}")
+        kwargs = {}
+        for key, value in d.items():
+            parse, accepts = _PARSERS[key]
+            try:
+                kwargs[key] = parse(value)
+            except (TypeError, ValueError):
+                raise ValueError(f"{key} must be {accepts}; got {value!r}") from None
+        return cls(**kwargs)
+
+    def to_dict(self) -> dict:
+        """JSON-friendly dict; ``ScheduleSpec.from_dict(spec.to_dict()) == spec``."""
+        return {**dataclasses.asdict(self), "milestones": list(self.milestones)}
+
+    def check_run(self, epochs: float) -> None:
+        """ValueError unless the schedule fits a run of ``epochs`` epochs: its warm-up ends before the run does."""
+        if not self.warmup_epochs < epochs:
+            raise ValueError(f"warmup_epochs must be < epochs ({epochs}); got {self.warmup_epochs}")
+
+
+def _number(value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError
+    return float(value)
+
+
+def _integer(value) -> int:
+    if not _number(value).is_integer():
+        raise ValueError
+    return int(value)
+
+
+def _optional(parse: Callable) -> Callable:
+    return lambda value: None if value is None else parse(value)
+
+
+# key -> (parser, what it accepts), for ScheduleSpec.from_dict.
+_PARSERS: dict[str, tuple[Callable, str]] = {
+    "kind": (str, "one of " + ", ".join(KINDS)),
+    "milestones": (lambda v: tuple(map(_number, v)), "a list of epochs"),
+    "gamma": (_number, "a number > 0"),
+    "t_0": (_optional(_number), "null or a number of epochs > 0"),
+    "cycles": (_optional(_integer), "null or an integer >= 1"),
+    "t_mult": (_number, "a number >= 1"),
+    "decay_start": (_optional(_number), "null or a number of epochs > 0"),
+    "warmup_epochs": (_number, "a number of epochs >= 0"),
+}

@@ -1,0 +1,1 @@
+"""Training: stacked models, schedules, checkpoints, progress, the loop and the job that trains a shard."""
