@@ -25,7 +25,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from optbench.cli import _reuse_freed_memory  # noqa: E402
+from optbench.__main__ import _reuse_freed_memory  # noqa: E402
 from optbench.experiment.preset import load_experiment  # noqa: E402
 from optbench.spec.run import RunSpec  # noqa: E402
 from optbench.train import checkpoints  # noqa: E402

@@ -23,8 +23,8 @@ from fake_records import make_record
 from test_trainer import spec_dict
 from test_workflow import copy_workflow, snakemake
 
+from optbench.__main__ import main
 from optbench.atomic import atomic_write_text
-from optbench.cli import main
 from optbench.data.loaders import _LOADERS
 from optbench.experiment import run_lock
 from optbench.experiment.checks import check_cuda

@@ -19,8 +19,9 @@ from optbench.optim import AdamW
 from optbench.records.table import runs_table, write_table
 from optbench.report.outputs import write_outputs
 from optbench.spec.run import RunSpec
+from optbench.spec.schedule import ScheduleSpec
 from optbench.train.loop import train
-from optbench.train.schedules import ScheduleSpec, build_schedule, cycle_ends
+from optbench.train.schedules import build_schedule
 
 ROOT = Path(__file__).resolve().parents[1]
 LRS = [2.0**-7, 2.0**-6, 2.0**-5]
@@ -136,7 +137,7 @@ def restarts_and_cosine():
 def test_restarts_at_each_cycle_end_against_cosine_of_that_length():
     runs = restarts_and_cosine()
     cosine = heatmaps_by(runs[runs["variant"].str.startswith("adamw_cosine")], "epochs")
-    ends = cycle_ends(ScheduleSpec(kind="warm_restarts", cycles=3, t_mult=2), 7)
+    ends = ScheduleSpec(kind="warm_restarts", cycles=3, t_mult=2).cycle_ends(7)
     table = anytime(runs, "adamw_restarts", cosine, ends, n_boot=200)
     assert ends == [1, 3, 7] and table["epoch"].tolist() == [1, 3, 7]
     best = 0.03 + 0.001  # the seed mean at the best cell
@@ -174,7 +175,7 @@ def test_normalized_decay_follows_each_restart_cycle_of_the_budgets_preset():
     """AdamWR of the budgets preset on 1000 training signals: T_0 = 3 and T_mult = 2 over 45 epochs, so
     lambda = lambda_norm sqrt(b / (B T_i)) with T_i = 3, 6, 12, 24 in the cycles ending at 3, 9, 21, 45."""
     spec = ScheduleSpec(kind="warm_restarts", cycles=4, t_mult=2)
-    assert cycle_ends(spec, 45) == [3, 9, 21, 45]
+    assert spec.cycle_ends(45) == [3, 9, 21, 45]
     batch_size, n_train, steps_per_epoch, lambda_norm = 100, 1000, 10, 2.0**-3
     opt = AdamW([torch.zeros(1)], lr=0.01, weight_decay=lambda_norm)
     schedule = build_schedule(
@@ -209,7 +210,7 @@ def test_a_run_on_a_training_subset_normalizes_by_its_size(data_dir):  # noqa: F
 
 def test_cycle_ends_of_a_schedule_that_does_not_restart_are_refused():
     with pytest.raises(ValueError, match="kind: cycle ends need kind 'warm_restarts'"):
-        cycle_ends(ScheduleSpec(kind="cosine"), 10)
+        ScheduleSpec(kind="cosine").cycle_ends(10)
 
 
 # --- the outputs of a small budgets preset ---------------------------------------------------------------

@@ -10,7 +10,7 @@ import yaml
 from fake_records import LRS, diagonal_error, grid_records, separable_error
 from matplotlib.patches import Rectangle
 
-from optbench.cli import main
+from optbench.__main__ import main
 from optbench.records.table import runs_table, write_table
 from optbench.report.compare import FALLBACK_NOISE, Z, compare_runs, difference_figure
 

@@ -11,7 +11,7 @@ import yaml
 from optbench.experiment.preset import axis_values, load_experiment
 from optbench.experiment.sweeps import SETTINGS
 from optbench.spec.run import RunSpec, default_run_id
-from optbench.train.schedules import ScheduleSpec, cycle_ends
+from optbench.spec.schedule import ScheduleSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -113,7 +113,7 @@ def test_budgets_sweeps_expand_each_variant_into_one_heatmap_per_value():
 def test_budgets_restart_cycles_end_at_the_cosine_budgets():
     exp = load_experiment(config("budgets"))
     spec = exp.runs("adamw_restarts")[0]
-    ends = cycle_ends(ScheduleSpec.from_dict(spec["schedule"]), spec["epochs"])
+    ends = ScheduleSpec.from_dict(spec["schedule"]).cycle_ends(spec["epochs"])
     assert ends == [3, 9, 21, 45] == list(exp.sweeps[0].values)
     assert max(ends) / min(ends) >= 8  # the span of budgets
 

@@ -1,7 +1,227 @@
-"""``python -m optbench``: the command line (:mod:`optbench.cli`)."""
+"""``python -m optbench``: the command line; the workflow's rules call these subcommands.
 
+python -m optbench train --spec spec.json --out run.json
+python -m optbench train --spec - --out-dir results/quick/runs/adamw_cosine/shard000 < specs.json
+python -m optbench train --spec - --out-dir runs/a/shard000 --checkpoint-dir checkpoints/a/shard000 < specs.json
+python -m optbench train --spec-json '[{...}, {...}]' --out-dir runs
+python -m optbench prepare-data --dataset mnist1d --data-dir data --out data.json
+python -m optbench aggregate --records DIR_OR_JSON... --out runs.csv
+python -m optbench aggregate --runs results/quick/runs --config-json - --out runs.csv < config.json
+python -m optbench outputs --runs runs.csv --config-json '{...}' --results results/quick
+python -m optbench compare --fresh results/quick/tables/runs.csv --reference results/reference/quick/tables/runs.csv \
+    --config-json - --out-dir results/quick/compare < config.json
+python -m optbench report-tables --tables results/quick/tables/*.md --out results/quick/report/tables.html
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import logging
 import sys
+from pathlib import Path
 
-from optbench.cli import main
+import torch
 
-sys.exit(main())
+
+def _reuse_freed_memory() -> None:
+    """Keep freed memory in the process (glibc only; elsewhere nothing happens).
+
+    glibc hands every freed block above 128 KiB back to the operating system, so a CPU
+    training loop pays page faults for each step's activations again. Raising the mmap
+    and trim thresholds lets the allocator reuse them (measured in benchmarks/README.md).
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    libc.mallopt(m_mmap_threshold, 32 * 2**20)  # glibc's maximum
+    libc.mallopt(m_trim_threshold, 2**30)
+
+
+def _read(path: str) -> str:
+    """The text of a file, or of standard input for ``-``: the workflow's rules hand over run specs and the
+    config that way, so that no limit on the length of a command line applies."""
+    return sys.stdin.read() if path == "-" else Path(path).read_text()
+
+
+def _config(args: argparse.Namespace) -> dict:
+    """The workflow's config: ``--config-json`` holds it, or ``-`` for standard input."""
+    return json.loads(sys.stdin.read() if args.config_json == "-" else args.config_json)
+
+
+def _train(args: argparse.Namespace) -> None:
+    from optbench.spec.run import RunSpec
+    from optbench.train.job import train_many
+
+    source = {None: "--spec-json", "-": "standard input"}.get(args.spec, args.spec)
+    text = args.spec_json if args.spec is None else _read(args.spec)
+    try:
+        loaded = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{source}: not valid JSON: {err}") from None
+    raw = loaded if isinstance(loaded, list) else [loaded]
+    specs = []
+    for i, d in enumerate(raw):
+        try:
+            specs.append(RunSpec.from_dict(d))
+        except ValueError as err:
+            raise ValueError(f"{source}, run spec {i}: {err}") from None
+    outs = args.out or [Path(args.out_dir) / f"{spec.run_id}.json" for spec in specs]
+    if len(outs) != len(specs):
+        raise ValueError(f"--out: {len(specs)} run spec(s) but {len(outs)} output path(s)")
+    first = {}
+    for i, out in enumerate(map(str, outs)):
+        if first.setdefault(out, i) != i:
+            raise ValueError(
+                f"{source}, run specs {first[out]} and {i}: both would write {out}; give each its own run id"
+            )
+    if args.out_dir:
+        Path(args.out_dir).mkdir(parents=True, exist_ok=True)
+    _reuse_freed_memory()
+    progress = train_many(specs, outs, stack=args.stack, quiet=args.quiet, checkpoints=args.checkpoint_dir)
+    print(progress.summary(args.out_dir or ", ".join(dict.fromkeys(spec.variant for spec in specs))), flush=True)
+
+
+def _prepare_data(args: argparse.Namespace) -> None:
+    from optbench.atomic import atomic_write_text
+    from optbench.data.loaders import load_data
+
+    options = json.loads(args.options)
+    data = load_data(args.dataset, data_dir=args.data_dir, batch_size=1, seed=0, options=options)
+    summary = {
+        "dataset": args.dataset,
+        "data_dir": args.data_dir,
+        "options": options,
+        "n_train": data.n_train,
+        "n_test": data.n_test,
+        "num_classes": data.num_classes,
+        "input_shape": list(data.input_shape),
+    }
+    atomic_write_text(args.out, json.dumps(summary, indent=1) + "\n")
+
+
+def _aggregate(args: argparse.Namespace) -> None:
+    from optbench.experiment.preset import load_experiment
+    from optbench.records.table import aggregate, aggregate_preset
+
+    if args.runs:
+        if not args.config_json:
+            raise ValueError("--runs: needs --config-json, the config whose preset's runs to read")
+        aggregate_preset(load_experiment(_config(args)), args.runs, args.out)
+        return
+    paths = []
+    for item in map(Path, args.records):
+        paths.extend(sorted(item.glob("*.json")) if item.is_dir() else [item])
+    aggregate(paths, args.out)
+
+
+def _outputs(args: argparse.Namespace) -> None:
+    from optbench.experiment.preset import load_experiment
+    from optbench.report.outputs import write_outputs
+
+    write_outputs(args.runs, load_experiment(_config(args)), args.results)
+
+
+def _compare(args: argparse.Namespace) -> None:
+    from optbench.experiment.preset import load_experiment
+    from optbench.report.compare import verdict_line, write_comparison
+
+    comparison = write_comparison(args.fresh, args.reference, load_experiment(_config(args)), args.out_dir)
+    print(verdict_line(comparison, args.out_dir), flush=True)
+
+
+def _report_tables(args: argparse.Namespace) -> None:
+    from optbench.report.html import write_tables_page
+
+    write_tables_page(args.tables, args.out)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="optbench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train run spec(s), one JSON record each")
+    spec = p.add_mutually_exclusive_group(required=True)
+    spec.add_argument("--spec", help="JSON file holding one run spec or a list of them; - for standard input")
+    spec.add_argument("--spec-json", help="the same as a JSON string")
+    out = p.add_mutually_exclusive_group(required=True)
+    out.add_argument("--out", nargs="+", help="record path(s), one per spec, in order")
+    out.add_argument("--out-dir", help="directory for the records, named <run_id>.json")
+    p.add_argument("--quiet", action="store_true", help="no line per epoch in the log, only one per run")
+    p.add_argument(
+        "--checkpoint-dir",
+        help="keep a checkpoint per stack here after every epoch, resume from it when run again with the same "
+        "specs, delete it once every record is written (optbench.train.checkpoints)",
+    )
+    p.add_argument(
+        "--stack",
+        action="store_true",
+        help="train specs that differ only in lr and weight decay as stacked models "
+        "(at most optbench.train.job.MAX_STACK per stack)",
+    )
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("prepare-data", help="generate or check a dataset once, before the training jobs")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--data-dir", required=True)
+    p.add_argument("--options", default="{}", help="dataset options as JSON")
+    p.add_argument("--out", required=True, help="JSON summary of the prepared data")
+    p.set_defaults(func=_prepare_data)
+
+    p = sub.add_parser("aggregate", help="run records -> runs.csv")
+    records = p.add_mutually_exclusive_group(required=True)
+    records.add_argument("--records", nargs="+", help="record files or directories of them")
+    records.add_argument(
+        "--runs",
+        help="the preset's runs directory (<variant>/shardNNN/<run_id>.json): with --config-json, "
+        "the record of every run of the preset, checked against the config",
+    )
+    p.add_argument("--config-json", help="the workflow's config as JSON (- for standard input), for --runs")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=_aggregate)
+
+    p = sub.add_parser("outputs", help="runs.csv -> summary and memory tables, heatmaps, learning curves")
+    p.add_argument("--runs", required=True)
+    p.add_argument("--config-json", required=True, help="the workflow's config as JSON; - for standard input")
+    p.add_argument("--results", required=True, help="the preset's results directory")
+    p.set_defaults(func=_outputs)
+
+    p = sub.add_parser(
+        "compare",
+        help="a fresh run's runs.csv against the reference's: best cells, slopes, per-cell differences, a verdict "
+        "(optbench.report.compare); exits 0 whatever the verdict, which it prints",
+    )
+    p.add_argument("--fresh", required=True, help="the fresh run's runs.csv")
+    p.add_argument("--reference", required=True, help="the reference's runs.csv")
+    p.add_argument("--config-json", required=True, help="the workflow's config as JSON (labels); - for standard input")
+    p.add_argument("--out-dir", required=True, help="for compare.md, compare.csv and difference.png/.pdf")
+    p.set_defaults(func=_compare)
+
+    p = sub.add_parser("report-tables", help="Markdown tables (tables/*.md) -> one HTML page for the report")
+    p.add_argument("--tables", nargs="+", required=True, help="Markdown table files")
+    p.add_argument("--out", required=True, help="the HTML page")
+    p.set_defaults(func=_report_tables)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        args.func(args)
+    except (ValueError, OSError) as err:  # a bad input or config, a read-only or full disk: one line
+        print(f"optbench {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

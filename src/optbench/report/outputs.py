@@ -19,7 +19,7 @@ from optbench.report.budgets import anytime_figure, best_decay_figure
 from optbench.report.heatmaps import heatmap_figure, learning_curves_figure
 from optbench.report.memory import markdown_table, memory_models, memory_table, write_memory_tables
 from optbench.report.stability import write_stability_outputs
-from optbench.train.schedules import ScheduleSpec, cycle_ends
+from optbench.spec.schedule import ScheduleSpec
 
 CI = f"[{100 * CONFIDENCE:g}% CI]"
 IMPROVEMENT_HEADERS = [
@@ -227,7 +227,7 @@ def _write_anytime(runs: pd.DataFrame, experiment: Experiment, out: dict, labels
     tables, panels = [], []
     for restarts, cosine in experiment.anytime:
         spec = experiment.runs(restarts)[0]
-        ends = cycle_ends(ScheduleSpec.from_dict(spec["schedule"]), spec["epochs"])
+        ends = ScheduleSpec.from_dict(spec["schedule"]).cycle_ends(spec["epochs"])
         names = budgets.names(cosine)
         table = anytime(runs, restarts, names, ends)
         tables.append(table.assign(restarts=restarts, cosine=cosine)[["restarts", "cosine", *table.columns]])

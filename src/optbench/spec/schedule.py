@@ -121,6 +121,31 @@ class ScheduleSpec:
         if not self.warmup_epochs < epochs:
             raise ValueError(f"warmup_epochs must be < epochs ({epochs}); got {self.warmup_epochs}")
 
+    def first_cycle(self, epochs: float) -> float:
+        r""":math:`T_0` of a ``warm_restarts`` spec in a run of ``epochs`` epochs: ``t_0``, or the one that ends
+        the ``cycles``-th cycle at ``epochs``."""
+        return self.t_0 if self.t_0 is not None else epochs / geometric_sum(self.cycles, self.t_mult)
+
+    def cycle_ends(self, epochs: float) -> list[float]:
+        r"""The epochs at which the cycles of a ``warm_restarts`` spec end within a run of ``epochs`` epochs:
+        :math:`T_0 \sum_{j<n} t_{mult}^j` for :math:`n = 1, 2, \dots` (3, 9, 21, 45 for ``cycles=4, t_mult=2``
+        in 45 epochs, where :math:`T_0 = 3`), each rounded to 1e-9 of an epoch.
+
+        Raises:
+            ValueError: the spec is not ``warm_restarts``.
+        """
+        if self.kind != "warm_restarts":
+            raise ValueError(f"kind: cycle ends need kind 'warm_restarts'; got {self.kind!r}")
+        t_0, ends = self.first_cycle(epochs), []
+        while (end := round(t_0 * geometric_sum(len(ends) + 1, self.t_mult), 9)) <= epochs:
+            ends.append(end)
+        return ends
+
+
+def geometric_sum(n: float, ratio: float) -> float:
+    r""":math:`\sum_{j<n} \text{ratio}^j`: the length of ``n`` cycles, in units of the first."""
+    return n if ratio == 1 else (ratio**n - 1) / (ratio - 1)
+
 
 def _number(value) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):

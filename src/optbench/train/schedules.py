@@ -61,16 +61,11 @@ from torch.optim.lr_scheduler import (
 )
 
 from optbench.optim.optimizer import lr_ratio
-from optbench.spec.schedule import ScheduleSpec
+from optbench.spec.schedule import ScheduleSpec, geometric_sum
 
 # A restart boundary within this much (in units of the first cycle, or of
 # log_{t_mult}) of a batch counts as reached: absorbs rounding in T_0 * steps_per_epoch.
 _EPS = 1e-9
-
-
-def _geometric_sum(n: float, ratio: float) -> float:
-    r""":math:`\sum_{j<n} \text{ratio}^j`: the length of ``n`` cycles, in units of the first."""
-    return n if ratio == 1 else (ratio**n - 1) / (ratio - 1)
 
 
 def _sgdr_position(step: int, first: float, t_mult: float) -> tuple[float, float]:
@@ -94,29 +89,7 @@ def _sgdr_position(step: int, first: float, t_mult: float) -> tuple[float, float
         n = math.floor(units + _EPS)
     else:
         n = math.floor(math.log(units * (t_mult - 1) + 1, t_mult) + _EPS)
-    return max(step - first * _geometric_sum(n, t_mult), 0.0), first * t_mult**n
-
-
-def _first_cycle(spec: ScheduleSpec, epochs: float) -> float:
-    r""":math:`T_0` of a ``warm_restarts`` spec in a run of ``epochs`` epochs: ``t_0``, or the one that ends
-    the ``cycles``-th cycle at ``epochs`` (:class:`ScheduleSpec`)."""
-    return spec.t_0 if spec.t_0 is not None else epochs / _geometric_sum(spec.cycles, spec.t_mult)
-
-
-def cycle_ends(spec: ScheduleSpec, epochs: float) -> list[float]:
-    r"""The epochs at which the cycles of a ``warm_restarts`` spec end within a run of ``epochs`` epochs:
-    :math:`T_0 \sum_{j<n} t_{mult}^j` for :math:`n = 1, 2, \dots` (3, 9, 21, 45 for ``cycles=4, t_mult=2``
-    in 45 epochs, where :math:`T_0 = 3`), each rounded to 1e-9 of an epoch.
-
-    Raises:
-        ValueError: ``spec`` is not ``warm_restarts``.
-    """
-    if spec.kind != "warm_restarts":
-        raise ValueError(f"kind: cycle ends need kind 'warm_restarts'; got {spec.kind!r}")
-    t_0, ends = _first_cycle(spec, epochs), []
-    while (end := round(t_0 * _geometric_sum(len(ends) + 1, spec.t_mult), 9)) <= epochs:
-        ends.append(end)
-    return ends
+    return max(step - first * geometric_sum(n, t_mult), 0.0), first * t_mult**n
 
 
 def _half_cosine(t_cur: float, t_i: float) -> float:
@@ -274,7 +247,7 @@ def build_schedule(
         start = max(round(spec.decay_start * steps_per_epoch), 1)
         scheduler = LambdaLR(clock, lambda step: min(1.0, math.sqrt(start / (step + 1))))
     else:
-        position = partial(_sgdr_position, first=_first_cycle(spec, epochs) * steps_per_epoch, t_mult=spec.t_mult)
+        position = partial(_sgdr_position, first=spec.first_cycle(epochs) * steps_per_epoch, t_mult=spec.t_mult)
         scheduler = LambdaLR(clock, lambda step: _half_cosine(*position(step)))
 
         def cycle_steps(step: int) -> float:
