@@ -85,7 +85,7 @@ class Experiment:
 
     def outputs(self, results: str) -> dict[str, Any]:
         """Tables and figures made from ``runs.csv`` alone, under the ``results`` directory; ``sweeps`` holds
-        those of the sweeps and ``anytime`` pairs (:mod:`optbench.analysis.budgets`), none for a preset without."""
+        those of the sweeps and ``anytime`` pairs (:mod:`optbench.analysis.sweeps`), none for a preset without."""
 
         def figure(name: str) -> list[str]:
             return [f"{results}/figures/{name}.{ext}" for ext in ("png", "pdf")]

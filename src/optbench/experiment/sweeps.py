@@ -5,7 +5,7 @@ replaces the variant ``adamw_cosine`` by four variants, ``adamw_cosine-epochs3``
 ``adamw_cosine-epochs45``, each the same heatmap (variant row, grid, seeds) with the swept
 setting set to one value. The value lands in the run spec and so in the run record and in
 ``runs.csv`` (column :attr:`Sweep.column`), where the statistics find it
-(:mod:`optbench.analysis.budgets`). Variants no sweep names run as they are.
+(:mod:`optbench.analysis.sweeps`). Variants no sweep names run as they are.
 
 Sweepable settings are those of the normalized weight decay
 :math:`\\lambda = \\lambda_{norm} \\sqrt{b / (B T)}` (Loshchilov & Hutter, Appendix B.1) that a

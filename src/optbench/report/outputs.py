@@ -8,17 +8,17 @@ from pathlib import Path
 
 import pandas as pd
 
-from optbench.analysis.budgets import anytime, best_decay_fit
 from optbench.analysis.heatmap import CONFIDENCE, improvement_table, variant_statistics
+from optbench.analysis.sweeps import anytime, best_decay_fit
 from optbench.atomic import atomic_write_text
 from optbench.experiment.preset import Experiment, present_panels
 from optbench.experiment.sweeps import SETTINGS
 from optbench.records.table import read_runs, write_table
 from optbench.report import text as fmt
-from optbench.report.budgets import anytime_figure, best_decay_figure
 from optbench.report.heatmaps import heatmap_figure, learning_curves_figure
 from optbench.report.memory import markdown_table, memory_models, memory_table, write_memory_tables
 from optbench.report.stability import write_stability_outputs
+from optbench.report.sweeps import anytime_figure, best_decay_figure
 from optbench.spec.schedule import ScheduleSpec
 
 CI = f"[{100 * CONFIDENCE:g}% CI]"
@@ -193,9 +193,9 @@ def anytime_markdown(table: pd.DataFrame, labels: dict[str, str]) -> str:
 
 def write_sweep_outputs(runs: pd.DataFrame, experiment: Experiment, out: dict, labels: dict[str, str]) -> None:
     """The outputs of a preset's sweeps (``sweeps`` of :meth:`Experiment.outputs`): per sweep, the heatmaps
-    (a row per swept variant, a column per value); per swept variant, :func:`optbench.analysis.budgets.best_decay_fit`
+    (a row per swept variant, a column per value); per swept variant, :func:`optbench.analysis.sweeps.best_decay_fit`
     (tables ``best_decay`` and ``decay_slopes``, figure ``best_decay``); per ``anytime`` pair,
-    :func:`optbench.analysis.budgets.anytime` at the restarts' cycle ends (table and figure ``anytime``)."""
+    :func:`optbench.analysis.sweeps.anytime` at the restarts' cycle ends (table and figure ``anytime``)."""
     bests, fits = [], []
     for sweep in experiment.sweeps:
         for variant in sweep.variants:

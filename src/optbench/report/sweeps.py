@@ -1,4 +1,4 @@
-"""Figures of the sweeps (:mod:`optbench.analysis.budgets`): the best weight decay against a swept setting, and
+"""Figures of the sweeps (:mod:`optbench.analysis.sweeps`): the best weight decay against a swept setting, and
 warm restarts' anytime performance against cosine annealing. The heatmaps per swept value are
 :func:`optbench.report.heatmaps.heatmap_figure`'s."""
 
@@ -21,7 +21,7 @@ LEGEND_TITLE = "line, point: seed mean; band, bar: lowest to highest seed\ndotte
 
 
 def best_decay_figure(bests: pd.DataFrame, fits: pd.DataFrame, out_paths: Sequence[str | os.PathLike]) -> Figure:
-    """One panel per swept setting: each variant's best weight decay (:func:`optbench.analysis.budgets.best_decay_fit`)
+    """One panel per swept setting: each variant's best weight decay (:func:`optbench.analysis.sweeps.best_decay_fit`)
     against the setting's value, both on log2 axes, with its seed-bootstrap CI as error bars and its fitted
     line; the legend gives the slope, its CI and the formula's prediction.
 

@@ -13,7 +13,7 @@ import yaml
 from fake_records import make_record
 from test_trainer import data_dir, spec_dict  # noqa: F401  (data_dir is a fixture)
 
-from optbench.analysis.budgets import anytime, best_decay_fit, error_at_epoch, heatmaps_by
+from optbench.analysis.sweeps import anytime, best_decay_fit, error_at_epoch, heatmaps_by
 from optbench.experiment.preset import load_experiment
 from optbench.optim import AdamW
 from optbench.records.table import runs_table, write_table
