@@ -25,7 +25,7 @@ from test_workflow import copy_workflow, snakemake
 
 from optbench.__main__ import main
 from optbench.atomic import atomic_write_text
-from optbench.data.loaders import _LOADERS
+from optbench.data.loaders import LOADERS
 from optbench.experiment import run_lock
 from optbench.experiment.checks import check_cuda
 from optbench.experiment.config import load_checked
@@ -210,7 +210,7 @@ def test_cuda_without_a_gpu_is_named(monkeypatch):
 
 
 def test_every_dataset_has_a_loader():
-    assert set(_LOADERS) == set(DATASETS)
+    assert set(LOADERS) == set(DATASETS)
 
 
 @pytest.mark.parametrize("case", ["warm-up as long as the run", "a NaN eps", "an unknown top-level key"])

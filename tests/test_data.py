@@ -14,7 +14,9 @@ import yaml
 from cifar_fake import write_fake_cifar10
 
 from optbench.data import loaders as data
-from optbench.data.loaders import CIFAR10_MEAN, CIFAR10_STD, DATASETS, load_data
+from optbench.data import mnist1d as mnist1d_data
+from optbench.data.cifar10 import CIFAR10_MEAN, CIFAR10_STD
+from optbench.data.loaders import DATASETS, load_data
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +110,7 @@ def test_concurrent_processes_write_one_complete_cache(tmp_path):
     assert [process.wait(timeout=120) for process in processes] == [0, 0, 0]
     assert os.listdir(tmp_path) == ["mnist1d-1000.pt"]
     cache = torch.load(tmp_path / "mnist1d-1000.pt", weights_only=True)
-    expected = data._generate_mnist1d(1000)
+    expected = mnist1d_data.generate(1000)
     assert all(torch.equal(cache[key], expected[key]) for key in expected)
 
 

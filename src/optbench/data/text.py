@@ -23,7 +23,8 @@ last) are never trained on.
 ``context + 1`` bytes at offsets drawn uniformly from the training split, a function of
 ``(seed, epoch)`` alone: x is a window's first ``context`` bytes, y the byte after each of them.
 Validation uses ``eval_windows`` windows at evenly spaced offsets of the validation split, the
-same for every run and every evaluation.
+same for every run and every evaluation. :func:`load` builds the :class:`~optbench.data.bundle.DataBundle`,
+whose test loss is recorded in bits per token (``DataBundle.bits_per_token``).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ import torch
 from torch import Tensor
 
 from optbench.atomic import atomic_write_buffered
+from optbench.data.bundle import Batch, DataBundle, epoch_generator
 
 VOCABULARY = 256  # one token per byte
 
@@ -99,3 +101,40 @@ def train_starts(n_tokens: int, context: int, count: int, generator: torch.Gener
 def batches(x: Tensor, y: Tensor, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
     """Consecutive batches of ``batch_size`` rows (the last one may be smaller)."""
     return zip(x.split(batch_size), y.split(batch_size))
+
+
+def load(
+    data_dir: Path,
+    batch_size: int,
+    seed: int,
+    device: torch.device,
+    *,
+    context: int,
+    steps_per_epoch: int,
+    eval_windows: int,
+    val_fraction: float,
+    sha256: str,
+) -> DataBundle:
+    """The pinned corpus as next-byte prediction on ``device``: epochs of ``steps_per_epoch`` batches of
+    random training windows, and ``eval_windows`` fixed validation windows, each ``context`` bytes long."""
+    train, val = (t.to(device) for t in split(cached_corpus(data_dir, sha256)["tokens"], val_fraction))
+    starts = eval_starts(len(val), context, eval_windows).to(device)
+    x_val, y_val = windows(val, starts, context)
+    n_train = steps_per_epoch * batch_size  # windows per epoch
+
+    def train_batches(epoch: int) -> Iterator[Batch]:
+        """Epoch ``epoch``'s batches of windows at offsets of its own."""
+        starts = train_starts(len(train), context, n_train, epoch_generator(seed, epoch)).to(device)
+        return batches(*windows(train, starts, context), batch_size)
+
+    return DataBundle(
+        name="text_stdlib",
+        num_classes=VOCABULARY,
+        input_shape=(context,),
+        n_train=n_train,
+        n_test=eval_windows,
+        batch_size=batch_size,
+        make_train_batches=train_batches,
+        make_test_batches=lambda: batches(x_val, y_val, batch_size),
+        bits_per_token=True,
+    )

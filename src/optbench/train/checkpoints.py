@@ -13,9 +13,9 @@ write, as a large model's on a GPU may be), and always after the stack's last ep
 - ``loop``: the epochs done, each run's history, the diverged runs, the seconds spent so far and the
   trace (:class:`optbench.train.loop.LoopState`);
 - ``rng``: torch's global random number generators (CPU, and CUDA where the job runs on it). Data order
-  needs none: batches are drawn from generators seeded by (seed, epoch) (:mod:`optbench.data.loaders`). But a
-  model may draw from the global generator while training (Shake-Shake's branch weights), and only
-  restoring it continues that stream;
+  needs none: batches are drawn from generators seeded by (seed, epoch)
+  (:func:`optbench.data.bundle.epoch_generator`). But a model may draw from the global generator while
+  training (Shake-Shake's branch weights), and only restoring it continues that stream;
 - ``key``: :func:`specs_key`, the hash of the stack's run specs.
 
 A stack that starts with its file present resumes from it (:func:`load`): at the epoch it holds, or, for a
