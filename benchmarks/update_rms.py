@@ -3,12 +3,13 @@ the same steps without it, side by side in one process.
 
     python benchmarks/update_rms.py [--every 10] [--rounds 30] [--threads 1]
 
-The trace (``optbench.train.loop.Trace``) keeps every step's training loss and asks the optimizer for its
+The trace (``optbench.train.state.Trace``) keeps every step's training loss and asks the optimizer for its
 RMS(U) report every ``--every`` steps (``step(report_update_rms=True)``). For each of the preset's
-optimizers named below, one model and optimizer train ``--rounds`` rounds of two blocks of ``--every``
-steps (``optbench.train.loop.train_epoch``, as in a run, a block an "epoch"): one without the trace and one
-with it (one report per block, as in a run), in an order that alternates from round to round. Printed,
-as medians over the rounds:
+optimizers named below, one model and optimizer, built as the trainer builds a run
+(``optbench.train.build``: seed 0, no weight decay, a fixed schedule, on the CPU in float32), train
+``--rounds`` rounds of two blocks of ``--every`` steps (``optbench.train.epoch.train_epoch``, as in a run, a
+block an "epoch"): one without the trace and one with it (one report per block, as in a run), in an order
+that alternates from round to round. Printed, as medians over the rounds:
 
 - the milliseconds per step without the trace;
 - the trace's own time: what the block's reporting optimizer step took more than the median optimizer
@@ -21,7 +22,7 @@ as medians over the rounds:
 from __future__ import annotations
 
 import argparse
-import contextlib
+import dataclasses
 import statistics
 import tempfile
 import time
@@ -30,14 +31,13 @@ from pathlib import Path
 import torch
 import yaml
 
-from optbench.data.loaders import load_data
 from optbench.experiment.preset import load_experiment
-from optbench.models import build_model
-from optbench.optim import make_optimizer
 from optbench.spec.run import RunSpec
-from optbench.train.loop import Trace, flushed_denormals, train_epoch
-from optbench.train.schedules import ScheduleSpec, build_schedule
-from optbench.train.stacking import SingleModel
+from optbench.spec.schedule import ScheduleSpec
+from optbench.train.build import Runs, build_runs, prepare
+from optbench.train.epoch import train_epoch
+from optbench.train.loop import flushed_denormals
+from optbench.train.state import Trace
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -65,30 +65,43 @@ class TimedTrace(Trace):
         self.seconds += time.perf_counter() - start
 
 
+def one_model(spec: RunSpec, every: int, rounds: int) -> Runs:
+    """The spec's model and optimizer as the trainer builds them for one run, with seed 0, no weight decay,
+    a fixed schedule of ``2 * rounds + 1`` epochs of ``every`` steps, on the CPU in float32."""
+    spec = dataclasses.replace(
+        spec,
+        seed=0,
+        weight_decay=0.0,
+        normalized_weight_decay=False,
+        schedule=ScheduleSpec(),
+        epochs=2 * rounds + 1,
+        dataset_options={**spec.dataset_options, "steps_per_epoch": every},
+        device="cpu",
+        dtype="float32",
+        bf16=False,
+    )
+    return build_runs([spec], False, *prepare(spec))
+
+
 def time_variant(spec: RunSpec, every: int, rounds: int) -> dict[str, float]:
     """Median ms per step without the trace, the trace's own time as a fraction of a step, and the median
     ratio of the blocks' times with and without it."""
-    options = {**spec.dataset_options, "steps_per_epoch": every}
-    data = load_data(spec.dataset, data_dir=spec.data_dir, batch_size=spec.batch_size, seed=0, options=options)
-    torch.manual_seed(0)
-    models = SingleModel(build_model(spec.model, num_classes=data.num_classes, input_shape=data.input_shape))
-    group = models.param_group(spec.lr)
-    opt = make_optimizer(spec.optimizer.base, [group], lr=spec.lr, weight_decay=0.0, switches=spec.optimizer.switches)
-    schedule = build_schedule(opt, ScheduleSpec(), epochs=2 * rounds + 1, steps_per_epoch=every)
+    runs = one_model(spec, every, rounds)
+    models, opt, schedule, data = runs.models, runs.opt, runs.schedule, runs.data
     steps: list[float] = []  # the optimizer-step seconds of the current block
     opt.register_step_pre_hook(lambda *_: steps.append(-time.perf_counter()))
     opt.register_step_post_hook(lambda *_: steps.append(steps.pop() + time.perf_counter()))
     ms, own, ratios = [], [], []
     epochs = iter(range(1, 2 * rounds + 1))
     with flushed_denormals():
-        train_epoch(models, opt, schedule, data.train_batches(0), torch.float32, contextlib.nullcontext, [], None)
+        train_epoch(models, opt, schedule, data.train_batches(0), runs.dtype, runs.autocast, [], None)
         for r in range(rounds):
             blocks = {}
             for trace in [None, TimedTrace(every)][:: 1 if r % 2 else -1]:
                 steps.clear()
                 batches = data.train_batches(next(epochs))
                 start = time.perf_counter()
-                train_epoch(models, opt, schedule, batches, torch.float32, contextlib.nullcontext, [], trace)
+                train_epoch(models, opt, schedule, batches, runs.dtype, runs.autocast, [], trace)
                 blocks[trace is None] = (time.perf_counter() - start, list(steps), trace)
             (plain, plain_steps, _), (traced, traced_steps, trace) = blocks[True], blocks[False]
             report = traced_steps[0]  # a new trace reports at its first step

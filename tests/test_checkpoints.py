@@ -163,15 +163,15 @@ class Stop(Exception):
 def test_resume_continues_the_global_random_stream(tmp_path, data_dir, monkeypatch):  # noqa: F811
     """A model that draws from torch's global generator while training (dropout here, Shake-Shake's branch
     weights in the paper preset) trains on from where the stream was, whatever drew from it in between."""
-    import optbench.train.loop
+    import optbench.train.build
 
-    build = optbench.train.loop.build_model
+    build = optbench.train.build.build_model
 
     def with_dropout(*args, **kwargs):
         model = build(*args, **kwargs)
         return torch.nn.Sequential(*list(model.children())[:-1], torch.nn.Dropout(0.3), list(model.children())[-1])
 
-    monkeypatch.setattr(optbench.train.loop, "build_model", with_dropout)
+    monkeypatch.setattr(optbench.train.build, "build_model", with_dropout)
     spec = specs(data_dir, epochs=3)[:1]
     uninterrupted = next(train_together(spec, stacked=False))
     path, save = tmp_path / "stack000.pt", checkpoints.save

@@ -1,1 +1,2 @@
-"""Training: stacked models, schedules, checkpoints, progress, the loop and the job that trains a shard."""
+"""Training: stacked models, schedules, the runs built (build), one epoch (epoch), the loop's state (state), the
+records' shared fields (record_fields), checkpoints, progress, the loop and the job that trains a shard."""

@@ -11,7 +11,7 @@ write, as a large model's on a GPU may be), and always after the stack's last ep
   groups (per-model lr and weight decay);
 - ``schedule``: the schedule's batch count (:meth:`optbench.train.schedules.Schedule.state_dict`);
 - ``loop``: the epochs done, each run's history, the diverged runs, the seconds spent so far and the
-  trace (:class:`optbench.train.loop.LoopState`);
+  trace (:class:`optbench.train.state.LoopState`);
 - ``rng``: torch's global random number generators (CPU, and CUDA where the job runs on it). Data order
   needs none: batches are drawn from generators seeded by (seed, epoch)
   (:func:`optbench.data.bundle.epoch_generator`). But a model may draw from the global generator while
@@ -90,6 +90,7 @@ class Writer:
     where epochs are long next to a write), and always after the stack's last epoch."""
 
     def __init__(self, path: Path, key: str):
+        """A writer of the checkpoint in ``path`` of the stack of :func:`specs_key` ``key``."""
         self.path, self.key = path, key
         self.last = time.perf_counter()  # when the last write ended (or the writer was made)
         self.took = 0.0  # how long the last write took

@@ -45,6 +45,7 @@ class Progress:
     """The progress of a job that trains ``stacks``, a (runs, epochs) pair per stack in the order it trains them."""
 
     def __init__(self, stacks: Sequence[tuple[int, int]]):
+        """A job about to train ``stacks``: nothing done, the clock started."""
         self.plan = [runs * epochs for runs, epochs in stacks]  # run-epochs per stack
         self.stack = 0  # the stack being trained, from 1
         self.done = self.restored = 0  # run-epochs done, and of those, restored from a checkpoint

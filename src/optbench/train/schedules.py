@@ -93,6 +93,7 @@ def _sgdr_position(step: int, first: float, t_mult: float) -> tuple[float, float
 
 
 def _half_cosine(t_cur: float, t_i: float) -> float:
+    """The cosine annealing multiplier at ``t_cur`` of a cycle of length ``t_i``."""
     return 0.5 * (1 + math.cos(math.pi * t_cur / t_i))
 
 
@@ -144,6 +145,7 @@ class Schedule:
         cycle_steps: Callable[[int], float],
         normalized_weight_decay: tuple[int, int] | None = None,
     ) -> None:
+        """Takes over ``optimizer``'s hyperparameters and sets them for batch 0 (see the class's docstring)."""
         self.optimizer = optimizer
         self.scheduler = scheduler
         self.steps_per_epoch = steps_per_epoch
@@ -176,6 +178,7 @@ class Schedule:
             self.step()
 
     def _set_hyperparameters(self) -> None:
+        """Writes the next batch's lr, multiplier and weight decay into every group of the optimizer."""
         eta = self.multiplier
         for group in self.optimizer.param_groups:
             lr0, lambda0 = group["initial_lr"], group["initial_weight_decay"]
@@ -230,9 +233,27 @@ def build_schedule(
     if not steps_per_epoch > 0:
         raise ValueError(f"steps_per_epoch must be > 0; got {steps_per_epoch}")
     spec.check_run(epochs)
+    scheduler, cycle_steps = _main_scheduler(spec, epochs, steps_per_epoch)
+    return Schedule(
+        optimizer,
+        scheduler,
+        steps_per_epoch=steps_per_epoch,
+        warmup_steps=round(spec.warmup_epochs * steps_per_epoch),
+        cycle_steps=cycle_steps,
+        normalized_weight_decay=normalized_weight_decay,
+    )
+
+
+def _main_scheduler(
+    spec: ScheduleSpec, epochs: int, steps_per_epoch: int
+) -> tuple[LRScheduler, Callable[[int], float]]:
+    r"""The torch scheduler of ``spec``'s kind on a unit-lr "clock" optimizer of its own, whose learning rate
+    is :math:`\eta^{\text{main}}_t`, and the length in batches of the restart cycle at a batch: the current
+    cycle's under warm restarts, else the whole run's."""
     total_steps = epochs * steps_per_epoch
 
     def cycle_steps(step: int) -> float:
+        """The run's length in batches, at every batch."""
         return float(total_steps)
 
     clock = torch.optim.SGD([torch.zeros(0)], lr=1.0)
@@ -251,14 +272,8 @@ def build_schedule(
         scheduler = LambdaLR(clock, lambda step: _half_cosine(*position(step)))
 
         def cycle_steps(step: int) -> float:
+            """The length in batches of the restart cycle batch ``step`` falls in."""
             return position(step)[1]
 
     clock.step()  # (a no-op) so torch doesn't warn its scheduler steps first
-    return Schedule(
-        optimizer,
-        scheduler,
-        steps_per_epoch=steps_per_epoch,
-        warmup_steps=round(spec.warmup_epochs * steps_per_epoch),
-        cycle_steps=cycle_steps,
-        normalized_weight_decay=normalized_weight_decay,
-    )
+    return scheduler, cycle_steps

@@ -44,6 +44,7 @@ def forward(model: DecoderLM, params: dict[str, Tensor], x: Tensor) -> Tensor:
     for i, block in enumerate(model.blocks):
 
         def p(name: str, i=i) -> Tensor:
+            """The stacked parameter ``name`` of block ``i``."""
             return params[f"blocks.{i}.{name}"]
 
         a = _layer_norm(h, block.attn_norm, p("attn_norm.weight"), p("attn_norm.bias"))

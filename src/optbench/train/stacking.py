@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from optbench.models.lm import DecoderLM
+from optbench.optim.transforms import Scalar
 from optbench.train import stacked_lm
 
 
@@ -61,6 +62,8 @@ def _layers(model: nn.Module) -> Iterator[nn.Module]:
 
 
 def _stackable(layer: nn.Module) -> bool:
+    """Whether :class:`StackedModels` runs ``layer``: a plain Conv1d, an affine BatchNorm1d tracking running
+    statistics with a momentum, a full Flatten, a Linear layer or a ReLU."""
     if type(layer) is nn.Conv1d:
         return (
             layer.groups == 1
@@ -92,6 +95,7 @@ class _Windows(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, h: Tensor, k: int, s: int, p: int) -> Tensor:
+        """The ``k`` taps of stride ``s`` over ``h`` zero-padded by ``p`` rows on each side."""
         models, channels, rows, batch = h.shape
         padded = h.new_empty(models, channels, rows + 2 * p, batch)  # zero rows around h: faster than F.pad
         padded[:, :, :p] = 0
@@ -107,6 +111,7 @@ class _Windows(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
+        """The windows' gradient summed back into the input rows they were copied from."""
         shape, k, s, p, length = ctx.geometry
         padded = grad.new_zeros(shape)
         for j in range(k):
@@ -150,6 +155,7 @@ class _TrainingBatchNorm(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, h: Tensor, weight: Tensor, bias: Tensor, running_mean: Tensor, running_var: Tensor, m, eps):
+        """The normalized, scaled and shifted activations; the running statistics updated with momentum ``m``."""
         n = h.shape[1]
         if n < 2:
             raise ValueError(f"BatchNorm in training mode needs more than 1 value per channel; got {n}")
@@ -165,6 +171,7 @@ class _TrainingBatchNorm(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
+        """The gradients of the activations, the weight and the bias, by torch's fused BatchNorm backward."""
         h, weight, mean, invstd = ctx.saved_tensors
         grads = torch.ops.aten.native_batch_norm_backward(
             grad.unsqueeze(0), h.unsqueeze(0), weight, None, None, mean, invstd, True, ctx.eps, [True, True, True]
@@ -183,20 +190,25 @@ class SingleModel:
     count = 1
 
     def __init__(self, model: nn.Module):
+        """Wraps ``model``, whose parameters train as they are."""
         self.model = model
         self.params = list(model.parameters())
 
     def __call__(self, x: Tensor) -> Tensor:
+        """The model's logits for input batch ``x``, with a leading model dimension of 1."""
         return self.model(x).unsqueeze(0)
 
     def per_model(self, values: Sequence[float]) -> float:
+        """The one model's value of ``values`` (a sequence of one), for the optimizer group."""
         (value,) = values
         return value
 
     def param_group(self, lr: float) -> dict:
+        """The optimizer's parameter group of the model, with learning rate ``lr``."""
         return {"params": self.params, "lr": lr}
 
     def train(self, mode: bool = True) -> None:
+        """Training mode (dropout, BatchNorm's batch statistics) or eval mode, as ``nn.Module.train``."""
         self.model.train(mode)
 
     def state_dict(self) -> dict[str, Tensor]:
@@ -204,6 +216,7 @@ class SingleModel:
         return self.model.state_dict()
 
     def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        """Takes up a :meth:`state_dict` of a checkpoint."""
         self.model.load_state_dict(state)
 
     @torch.no_grad()
@@ -217,6 +230,7 @@ class StackedModels:
     """K copies of ``model``, all starting from its weights, trained side by side as grouped layers."""
 
     def __init__(self, model: nn.Module, count: int):
+        """``count`` copies of ``model``'s parameters and BatchNorm statistics; ValueError unless it can stack."""
         if not can_stack(model):
             got = [type(m).__name__ for m in _layers(model)]
             raise ValueError(
@@ -265,6 +279,7 @@ class StackedModels:
         return torch.tensor(list(values), dtype=p.dtype, device=p.device)
 
     def param_group(self, lr: Tensor) -> dict:
+        """The optimizer's parameter group of the stacked parameters, with one learning rate per model ``(K,)``."""
         return {"params": self.params, "lr": lr, "stacked": True}
 
     def train(self, mode: bool = True) -> None:
@@ -297,3 +312,11 @@ class StackedModels:
                 running_mean.index_fill_(0, index, 0.0)
                 running_var.index_fill_(0, index, 1.0)
                 batches.index_fill_(0, index, 0)
+
+
+def per_model_floats(value: Scalar, count: int, models: Sequence[int] | None = None) -> list[float]:
+    """A number or a (K,) vector (a hyperparameter of K stacked models, or of one) as one float per model in
+    ``models`` (default: all ``count``)."""
+    models = range(count) if models is None else models
+    values = value.tolist() if isinstance(value, torch.Tensor) else [float(value)] * count
+    return [values[k] for k in models]
