@@ -25,11 +25,10 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from optbench.__main__ import _reuse_freed_memory  # noqa: E402
 from optbench.experiment.preset import load_experiment  # noqa: E402
 from optbench.spec.run import RunSpec  # noqa: E402
 from optbench.train import checkpoints  # noqa: E402
-from optbench.train.job import MAX_STACK  # noqa: E402
+from optbench.train.job import MAX_STACK, reuse_freed_memory  # noqa: E402
 from optbench.train.loop import train_together  # noqa: E402
 
 
@@ -74,7 +73,7 @@ def main() -> None:
     parser.add_argument("--data-dir", default=str(ROOT / "data"), help="MNIST-1D cache (made if absent)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    _reuse_freed_memory()  # as the train command does
+    reuse_freed_memory()  # as the train command does
     specs = quick_stack(args.data_dir, args.epochs)
     saves = checkpoints.save = TimedSaves()
     with tempfile.TemporaryDirectory() as tmp:

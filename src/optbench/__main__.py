@@ -16,29 +16,12 @@ python -m optbench report-tables --tables results/quick/tables/*.md --out result
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import logging
 import sys
 from pathlib import Path
 
 import torch
-
-
-def _reuse_freed_memory() -> None:
-    """Keep freed memory in the process (glibc only; elsewhere nothing happens).
-
-    glibc hands every freed block above 128 KiB back to the operating system, so a CPU
-    training loop pays page faults for each step's activations again. Raising the mmap
-    and trim thresholds lets the allocator reuse them (measured in benchmarks/README.md).
-    """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    libc.mallopt(m_mmap_threshold, 32 * 2**20)  # glibc's maximum
-    libc.mallopt(m_trim_threshold, 2**30)
 
 
 def _read(path: str) -> str:
@@ -53,34 +36,14 @@ def _config(args: argparse.Namespace) -> dict:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from optbench.spec.run import RunSpec
-    from optbench.train.job import train_many
+    from optbench.train.job import read_specs, record_paths, reuse_freed_memory, train_many
 
     source = {None: "--spec-json", "-": "standard input"}.get(args.spec, args.spec)
-    text = args.spec_json if args.spec is None else _read(args.spec)
-    try:
-        loaded = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{source}: not valid JSON: {err}") from None
-    raw = loaded if isinstance(loaded, list) else [loaded]
-    specs = []
-    for i, d in enumerate(raw):
-        try:
-            specs.append(RunSpec.from_dict(d))
-        except ValueError as err:
-            raise ValueError(f"{source}, run spec {i}: {err}") from None
-    outs = args.out or [Path(args.out_dir) / f"{spec.run_id}.json" for spec in specs]
-    if len(outs) != len(specs):
-        raise ValueError(f"--out: {len(specs)} run spec(s) but {len(outs)} output path(s)")
-    first = {}
-    for i, out in enumerate(map(str, outs)):
-        if first.setdefault(out, i) != i:
-            raise ValueError(
-                f"{source}, run specs {first[out]} and {i}: both would write {out}; give each its own run id"
-            )
+    specs = read_specs(args.spec_json if args.spec is None else _read(args.spec), source)
+    outs = record_paths(specs, args.out, args.out_dir, source)
     if args.out_dir:
         Path(args.out_dir).mkdir(parents=True, exist_ok=True)
-    _reuse_freed_memory()
+    reuse_freed_memory()
     progress = train_many(specs, outs, stack=args.stack, quiet=args.quiet, checkpoints=args.checkpoint_dir)
     print(progress.summary(args.out_dir or ", ".join(dict.fromkeys(spec.variant for spec in specs))), flush=True)
 
