@@ -17,8 +17,9 @@ from fake_records import (
 )
 
 from optbench.analysis.heatmap import improvement_table, variant_statistics
+from optbench.records.aggregate import aggregate
 from optbench.records.record import SCHEMA_VERSION
-from optbench.records.table import REQUIRED_COLUMNS, aggregate, cell_table, read_runs, runs_table, write_table
+from optbench.records.table import REQUIRED_COLUMNS, cell_table, read_runs, runs_table, write_table
 from optbench.report.outputs import IMPROVEMENT_HEADERS, improvements_markdown, summary_markdown
 from optbench.report.text import estimate, percent, power_of_two
 

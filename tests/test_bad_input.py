@@ -29,8 +29,9 @@ from optbench.data.loaders import _LOADERS
 from optbench.experiment import run_lock
 from optbench.experiment.checks import check_cuda
 from optbench.experiment.config import load_checked
+from optbench.experiment.layout import record_paths
 from optbench.experiment.preset import load_experiment
-from optbench.records.checks import expected_fields, preset_runs
+from optbench.records.checks import expected_fields
 from optbench.records.record import record_schema, write_record
 from optbench.spec.datasets import DATASETS
 
@@ -289,10 +290,10 @@ def test_a_spec_file_that_is_not_json_is_named(tmp_path, capsys):
 def aggregated(tmp_path, capsys):
     """The smoke preset's runs, one fake record each where its job would write it, aggregated once."""
     c = config("smoke")
-    paths, runs = preset_runs(load_experiment(c), tmp_path / "runs")
-    for path, run in zip(paths, runs):
-        record = make_record(run["variant"], run["lr"], run["weight_decay"], run["seed"], 0.2, epochs=run["epochs"])
-        write_record({**record, **{k: v for k, v in expected_fields(run).items() if k in record}}, path)
+    paths, specs = record_paths(load_experiment(c), tmp_path / "runs")
+    for path, spec in zip(paths, specs):
+        record = make_record(spec.variant, spec.lr, spec.weight_decay, spec.seed, 0.2, epochs=spec.epochs)
+        write_record({**record, **{k: v for k, v in expected_fields(spec).items() if k in record}}, path)
     runs_csv = tmp_path / "tables" / "runs.csv"
     assert aggregate(capsys, tmp_path, c, runs_csv) == (0, [])
     return c, paths, runs_csv

@@ -20,6 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from optbench.spec.values import is_integer
+
 
 class Setting(NamedTuple):
     """A sweepable setting: where its value goes in a run spec, and how labels name it."""
@@ -66,9 +68,7 @@ def load_sweeps(entries: dict[str, dict[str, Any]], chosen: list[str], where: st
         if key not in SETTINGS:
             raise ValueError(f"{where}.{key}: unknown setting; allowed: {', '.join(SETTINGS)}")
         values = entry["values"]
-        if len(set(values)) != len(values) or any(
-            isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in values
-        ):
+        if len(set(values)) != len(values) or any(not is_integer(v) or v < 1 for v in values):
             raise ValueError(f"{where}.{key}.values: must be distinct integers >= 1, got {values!r}")
         for variant in entry["variants"]:
             if variant not in chosen:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING
 import jsonschema
 
 from optbench.atomic import atomic_write_text
+from optbench.spec.values import is_finite_number
 
 if TYPE_CHECKING:
     from optbench.spec.run import RunSpec
@@ -40,7 +40,7 @@ SCHEMA_VERSION: int = record_schema()["properties"]["schema_version"]["const"]
 
 
 def _is_finite_number(checker, instance) -> bool:
-    return isinstance(instance, int | float) and not isinstance(instance, bool) and math.isfinite(instance)
+    return is_finite_number(instance)
 
 
 def finite_validator(schema: dict) -> jsonschema.protocols.Validator:

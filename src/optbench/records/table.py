@@ -12,16 +12,11 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from optbench.atomic import atomic_write
-from optbench.records.checks import check_against, preset_runs
-from optbench.records.record import SCHEMA_VERSION, read_record
-
-if TYPE_CHECKING:
-    from optbench.experiment.preset import Experiment
+from optbench.records.record import SCHEMA_VERSION
 
 STATUSES = ("ok", "diverged")
 REQUIRED_COLUMNS = (
@@ -127,23 +122,3 @@ def cell_table(runs: pd.DataFrame) -> pd.DataFrame:
             n_diverged=("diverged", "sum"),
         )
     )
-
-
-def load_records(paths: Iterable[str | os.PathLike]) -> list[dict]:
-    """Read and validate run-record files; the first bad one stops it, naming the file and its first error."""
-    return [read_record(path) for path in paths]
-
-
-def aggregate(record_paths: Iterable[str | os.PathLike], runs_csv: str | os.PathLike) -> None:
-    """Run-record JSON files -> ``runs.csv``, which a bad record leaves as it was."""
-    write_table(runs_table(load_records(record_paths)), runs_csv)
-
-
-def aggregate_preset(experiment: Experiment, runs_dir: str | os.PathLike, runs_csv: str | os.PathLike) -> None:
-    """Workflow step: the record of every run of ``experiment``'s preset, where its training job wrote it under
-    ``runs_dir``, each checked against the config (:mod:`optbench.records.checks`) -> ``runs.csv``, which a
-    missing or bad record leaves as it was."""
-    paths, runs = preset_runs(experiment, runs_dir)
-    records = load_records(paths)
-    check_against(paths, records, runs, experiment.preset)
-    write_table(runs_table(records), runs_csv)

@@ -11,6 +11,7 @@ import pandas as pd
 from optbench.analysis.heatmap import CONFIDENCE, improvement_table, variant_statistics
 from optbench.analysis.sweeps import anytime, best_decay_fit
 from optbench.atomic import atomic_write_text
+from optbench.experiment.layout import outputs
 from optbench.experiment.preset import Experiment, present_panels
 from optbench.experiment.sweeps import SETTINGS
 from optbench.records.table import read_runs, write_table
@@ -19,7 +20,6 @@ from optbench.report.heatmaps import heatmap_figure, learning_curves_figure
 from optbench.report.memory import markdown_table, memory_models, memory_table, write_memory_tables
 from optbench.report.stability import write_stability_outputs
 from optbench.report.sweeps import anytime_figure, best_decay_figure
-from optbench.spec.schedule import ScheduleSpec
 
 CI = f"[{100 * CONFIDENCE:g}% CI]"
 IMPROVEMENT_HEADERS = [
@@ -105,7 +105,7 @@ def write_outputs(runs_csv: str | Path, experiment: Experiment, results: str | P
     per configured figure, the learning curves, and each stability map's tables and figures
     (:mod:`optbench.report.stability`), of the variants ``runs.csv`` holds."""
     runs = read_runs(runs_csv)
-    out = experiment.outputs(str(results))
+    out = outputs(experiment, results)
     labels = {name: row["label"] for name, row in experiment.variants.items()}
     ran = set(runs["variant"])
     summary = variant_statistics(runs)
@@ -192,7 +192,7 @@ def anytime_markdown(table: pd.DataFrame, labels: dict[str, str]) -> str:
 
 
 def write_sweep_outputs(runs: pd.DataFrame, experiment: Experiment, out: dict, labels: dict[str, str]) -> None:
-    """The outputs of a preset's sweeps (``sweeps`` of :meth:`Experiment.outputs`): per sweep, the heatmaps
+    """The outputs of a preset's sweeps (``sweeps`` of :func:`optbench.experiment.layout.outputs`): per sweep, the heatmaps
     (a row per swept variant, a column per value); per swept variant, :func:`optbench.analysis.sweeps.best_decay_fit`
     (tables ``best_decay`` and ``decay_slopes``, figure ``best_decay``); per ``anytime`` pair,
     :func:`optbench.analysis.sweeps.anytime` at the restarts' cycle ends (table and figure ``anytime``)."""
@@ -227,7 +227,7 @@ def _write_anytime(runs: pd.DataFrame, experiment: Experiment, out: dict, labels
     tables, panels = [], []
     for restarts, cosine in experiment.anytime:
         spec = experiment.runs(restarts)[0]
-        ends = ScheduleSpec.from_dict(spec["schedule"]).cycle_ends(spec["epochs"])
+        ends = spec.schedule.cycle_ends(spec.epochs)
         names = budgets.names(cosine)
         table = anytime(runs, restarts, names, ends)
         tables.append(table.assign(restarts=restarts, cosine=cosine)[["restarts", "cosine", *table.columns]])

@@ -11,6 +11,8 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from optbench.spec.values import is_integer, is_number
+
 KINDS = ("fixed", "step", "cosine", "warm_restarts", "inverse_sqrt")
 
 
@@ -76,9 +78,7 @@ class ScheduleSpec:
             )
         if self.t_0 is not None and not self.t_0 > 0:
             raise ValueError(f"t_0 must be > 0 epochs; got {self.t_0}")
-        if self.cycles is not None and (
-            isinstance(self.cycles, bool) or not isinstance(self.cycles, int) or self.cycles < 1
-        ):
+        if self.cycles is not None and (not is_integer(self.cycles) or self.cycles < 1):
             raise ValueError(f"cycles must be an integer >= 1; got {self.cycles!r}")
         if not self.t_mult >= 1:
             raise ValueError(f"t_mult must be >= 1; got {self.t_mult}")
@@ -148,7 +148,7 @@ def geometric_sum(n: float, ratio: float) -> float:
 
 
 def _number(value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if not is_number(value):
         raise TypeError
     return float(value)
 

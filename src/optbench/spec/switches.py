@@ -13,10 +13,11 @@ Imports nothing but the standard library, so the Snakefile's config check can us
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from optbench.spec.values import is_finite_number
 
 #: The base optimizers: each is a column of defaults in :data:`SWITCHES`, in this order.
 BASES = ("AdamW", "Adafactor", "SGD")
@@ -82,7 +83,7 @@ class Switch:
             return isinstance(value, bool)
         if self.type is str:
             return value in self.choices
-        if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+        if not is_finite_number(value):
             return False
         return (
             (self.minimum is None or value >= self.minimum)
