@@ -1,7 +1,6 @@
 import json
 import math
 import re
-from importlib import resources
 
 import jsonschema
 import pandas as pd
@@ -18,7 +17,7 @@ from fake_records import (
 
 from optbench.analysis.heatmap import improvement_table, variant_statistics
 from optbench.records.aggregate import aggregate
-from optbench.records.record import SCHEMA_VERSION
+from optbench.records.record import SCHEMA_VERSION, record_schema
 from optbench.records.table import REQUIRED_COLUMNS, cell_table, read_runs, runs_table, write_table
 from optbench.report.outputs import IMPROVEMENT_HEADERS, improvements_markdown, summary_markdown
 from optbench.report.text import estimate, percent, power_of_two
@@ -41,7 +40,7 @@ def runs(records):
 
 
 def test_fake_records_follow_the_run_record_schema(records):
-    schema = json.loads(resources.files("optbench.records").joinpath("schemas/run_record.schema.json").read_text())
+    schema = record_schema()
     diverged = make_record("adamw", 1e-3, 0.1, 0, 0.9, status="diverged")
     for record in [records[0], diverged]:
         jsonschema.validate(record, schema)

@@ -19,6 +19,7 @@ import yaml
 from optbench.experiment.checks import checked_experiment
 from optbench.experiment.preset import Experiment
 from optbench.records.record import finite_validator
+from optbench.spec.schema import config_schema
 
 
 def load_checked(config: dict[str, Any], schema_path: str | Path) -> Experiment:
@@ -29,7 +30,9 @@ def load_checked(config: dict[str, Any], schema_path: str | Path) -> Experiment:
 
 def validate_config(config: dict[str, Any], schema_path: str | Path) -> None:
     """ValueError ``"<key>: <what is wrong>"`` for the error jsonschema ranks most relevant (``best_match``)."""
-    schema = yaml.load(Path(schema_path).read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    schema = config_schema(
+        yaml.load(Path(schema_path).read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    )
     error = jsonschema.exceptions.best_match(finite_validator(schema).iter_errors(config))
     if error is not None:
         raise ValueError(f"{_key(error.absolute_path)}: {_message(error)}")

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import jsonschema
 
 from optbench.atomic import atomic_write_text
+from optbench.spec import schema
 from optbench.spec.values import is_finite_number
 
 if TYPE_CHECKING:
@@ -32,7 +33,9 @@ class RecordError(ValueError):
 
 @functools.cache
 def record_schema() -> dict:
-    return json.loads(resources.files("optbench.records").joinpath("schemas/run_record.schema.json").read_text())
+    """The run-record schema, its optimizer block generated from the switch table (:mod:`optbench.spec.schema`)."""
+    text = resources.files("optbench.records").joinpath("schemas/run_record.schema.json").read_text()
+    return schema.record_schema(json.loads(text))
 
 
 #: The record format's version, the schema's ``schema_version`` constant.

@@ -192,7 +192,8 @@ def anytime_markdown(table: pd.DataFrame, labels: dict[str, str]) -> str:
 
 
 def write_sweep_outputs(runs: pd.DataFrame, experiment: Experiment, out: dict, labels: dict[str, str]) -> None:
-    """The outputs of a preset's sweeps (``sweeps`` of :func:`optbench.experiment.layout.outputs`): per sweep, the heatmaps
+    """The outputs of a preset's sweeps (``sweeps`` of :func:`~optbench.experiment.layout.outputs`): per sweep,
+    the heatmaps
     (a row per swept variant, a column per value); per swept variant, :func:`optbench.analysis.sweeps.best_decay_fit`
     (tables ``best_decay`` and ``decay_slopes``, figure ``best_decay``); per ``anytime`` pair,
     :func:`optbench.analysis.sweeps.anytime` at the restarts' cycle ends (table and figure ``anytime``)."""

@@ -163,6 +163,18 @@ def _optional(parse: Callable) -> Callable:
     return lambda value: None if value is None else parse(value)
 
 
+#: key -> the JSON schema of its value in the config (:func:`optbench.spec.schema.config_schedule`).
+FIELDS: dict[str, dict] = {
+    "kind": {"enum": list(KINDS)},
+    "milestones": {"type": "array", "items": {"type": "number", "minimum": 0}},
+    "gamma": {"type": "number", "exclusiveMinimum": 0},
+    "t_0": {"type": "number", "exclusiveMinimum": 0},
+    "cycles": {"type": "integer", "minimum": 1},
+    "t_mult": {"type": "number", "minimum": 1},
+    "decay_start": {"type": "number", "exclusiveMinimum": 0, "description": "inverse_sqrt: the epoch the decay starts"},
+    "warmup_epochs": {"type": "number", "minimum": 0},
+}
+
 # key -> (parser, what it accepts), for ScheduleSpec.from_dict.
 _PARSERS: dict[str, tuple[Callable, str]] = {
     "kind": (str, "one of " + ", ".join(KINDS)),

@@ -3,8 +3,8 @@
 Each :class:`Switch` has a name, the values it takes, its default in each base optimizer
 (``AdamW``, ``Adafactor``, ``SGD``: one column each, in the order of :data:`BASES`) and a
 one-line meaning. The optimizer's defaults and checks, its bases, run specs and the config
-check read this table; ``tests/test_switches.py``
-keeps the optimizer blocks of both JSON schemas equal to it. Adding a switch touches the
+check read this table, and the optimizer blocks of both JSON schemas are generated from it
+(:mod:`optbench.spec.schema`). Adding a switch touches the
 table, the piece that implements it (``optim/transforms.py``, wired in ``optim/optimizer.py``)
 and its test.
 
