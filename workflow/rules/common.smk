@@ -14,7 +14,7 @@ PYTHON = "python" if DeploymentMethod.CONDA in workflow.deployment_settings.depl
 OPTBENCH = f"PYTHONPATH={shlex.quote(SRC)} {shlex.quote(PYTHON)} -m optbench"
 sys.path.insert(0, SRC)
 from optbench.experiment import layout, run_lock
-from optbench.experiment.checks import check_cuda
+from optbench.train.cuda import check_cuda
 from optbench.experiment.config import load_checked
 
 # The schema, then everything a training job would check (optbench.experiment.config): one line, key first.

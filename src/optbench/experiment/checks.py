@@ -7,9 +7,6 @@ the values together, with the job's own code: each optimizer of the variant tabl
 the schedule against the epochs, the dataset options and batch size); and that figure panels name
 variants of the table. Grid axes and run ids are checked by :func:`optbench.experiment.preset.load_experiment`
 itself (:mod:`optbench.spec.run_ids`). A ValueError names the config key.
-
-:func:`check_cuda` checks the device on the machine the jobs run on; the Snakefile calls it when they
-run on its own machine.
 """
 
 from __future__ import annotations
@@ -69,22 +66,3 @@ def _check_runs(experiment: Experiment, variant: str) -> None:
         raise ValueError(
             f"presets.{experiment.preset}.{key} (in the runs of variant {variant}, {fields['epochs']} epochs)"
         ) from None
-
-
-def check_cuda(preset: str, device: str) -> None:
-    """ValueError if the preset asks for ``device: cuda`` and torch, imported here only then, sees no GPU.
-
-    Without torch here (Snakemake run from its own conda environment) nothing is checked: the training
-    jobs check when they start, before they train (:func:`optbench.train.loop.resolve_device`).
-    """
-    if device != "cuda":
-        return
-    try:
-        import torch
-    except ImportError:
-        return
-    if not torch.cuda.is_available():
-        raise ValueError(
-            f"presets.{preset}.device: 'cuda', but torch sees no CUDA device on this machine, where the jobs "
-            "would run; use auto or cpu, or run the jobs on GPU nodes (--profile profiles/slurm)"
-        )

@@ -18,8 +18,8 @@ import yaml
 
 from optbench.experiment.checks import checked_experiment
 from optbench.experiment.preset import Experiment
-from optbench.records.record import finite_validator
 from optbench.spec.schema import config_schema
+from optbench.validators import finite_validator
 
 
 def load_checked(config: dict[str, Any], schema_path: str | Path) -> Experiment:

@@ -11,8 +11,6 @@ Sweepable settings are those of the normalized weight decay
 :math:`\\lambda = \\lambda_{norm} \\sqrt{b / (B T)}` (Loshchilov & Hutter, Appendix B.1) that a
 preset holds fixed otherwise: the budget ``epochs`` (T) and ``train_size`` (B, the
 number of training examples, a dataset option; the test set stays the same).
-
-Imports nothing but the standard library: the Snakefile loads it through :mod:`optbench.experiment.preset`.
 """
 
 from __future__ import annotations

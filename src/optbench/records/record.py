@@ -21,7 +21,7 @@ import jsonschema
 
 from optbench.atomic import atomic_write_text
 from optbench.spec import schema
-from optbench.spec.values import is_finite_number
+from optbench.validators import finite_validator
 
 if TYPE_CHECKING:
     from optbench.spec.run import RunSpec
@@ -40,19 +40,6 @@ def record_schema() -> dict:
 
 #: The record format's version, the schema's ``schema_version`` constant.
 SCHEMA_VERSION: int = record_schema()["properties"]["schema_version"]["const"]
-
-
-def _is_finite_number(checker, instance) -> bool:
-    return is_finite_number(instance)
-
-
-def finite_validator(schema: dict) -> jsonschema.protocols.Validator:
-    """A validator of ``schema`` whose "number" type excludes NaN and infinities, which would otherwise pass
-    range checks. The workflow's config is checked with one too. The schemas themselves are checked by
-    ``tests/test_bad_input.py``, not on every use."""
-    base = jsonschema.validators.validator_for(schema)
-    validator = jsonschema.validators.extend(base, type_checker=base.TYPE_CHECKER.redefine("number", _is_finite_number))
-    return validator(schema)
 
 
 @functools.cache

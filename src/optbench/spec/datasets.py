@@ -1,7 +1,7 @@
 """What each dataset accepts, checked without loading it: its options and their defaults, their values, and
 how many training examples an epoch draws from, so that a batch can be checked against them.
 
-Imports nothing but the standard library: the Snakefile checks a preset's data with :func:`check_dataset`
+The Snakefile checks a preset's data with :func:`check_dataset`
 when the config is loaded, before any job starts, and :func:`optbench.data.loaders.load_data` checks with the same
 function before it loads anything. A dataset's entry in :data:`CATALOG` and its loader in
 :mod:`optbench.data.loaders` are added together (``tests/test_bad_input.py`` keeps the two equal).

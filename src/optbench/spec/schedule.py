@@ -1,7 +1,7 @@
 """Learning-rate schedule specs: what a run's schedule is, checked without building it.
 
 :class:`ScheduleSpec` names a kind and its times in epochs; :mod:`optbench.train.schedules`
-builds the per-batch schedule from it. Imports nothing but the standard library, so the
+builds the per-batch schedule from it. The
 Snakefile checks a preset's schedules with it when the config is loaded, before any job.
 """
 

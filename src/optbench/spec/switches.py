@@ -7,8 +7,6 @@ check read this table, and the optimizer blocks of both JSON schemas are generat
 (:mod:`optbench.spec.schema`). Adding a switch touches the
 table, the piece that implements it (``optim/transforms.py``, wired in ``optim/optimizer.py``)
 and its test.
-
-Imports nothing but the standard library, so the Snakefile's config check can use it.
 """
 
 from __future__ import annotations
