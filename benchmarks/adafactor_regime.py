@@ -37,9 +37,10 @@ from optbench.atomic import atomic_write_text  # noqa: E402
 from optbench.experiment.config import load_checked  # noqa: E402
 from optbench.experiment.stability_maps import MapRow  # noqa: E402
 from optbench.records.aggregate import load_records  # noqa: E402
-from optbench.records.table import runs_table, write_table  # noqa: E402
+from optbench.records.table import runs_table  # noqa: E402
 from optbench.report import text as fmt  # noqa: E402
-from optbench.report.memory import markdown_table  # noqa: E402
+from optbench.report.files import write_table  # noqa: E402
+from optbench.report.text import markdown_table  # noqa: E402
 
 ROWS = {"A": "lm_A", "B": "lm_B"}
 

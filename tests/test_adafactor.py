@@ -13,16 +13,8 @@ import yaml
 from test_models import one_thread  # noqa: F401  (an autouse fixture: one thread in this module too)
 from test_workflow import copy_workflow, snakemake
 
-from optbench.analysis.stability import (
-    boundary,
-    map_runs,
-    onsets,
-    outcome,
-    row_table,
-    spike_steps,
-    spike_table,
-    verdict,
-)
+from optbench.analysis.spikes import onsets, spike_steps, spike_table
+from optbench.analysis.stability import boundary, map_runs, outcome, row_table, verdict
 from optbench.experiment.layout import outputs
 from optbench.experiment.preset import load_experiment
 from optbench.experiment.stability_maps import load_stability_maps
@@ -323,7 +315,7 @@ def test_spike_onsets_are_compared_with_stable_windows_at_the_same_lr():
     ok = (STABLE, 3.0, "ok")
     cells = {("lm_A", 2): [(SPIKE, 3.0, "ok"), (SPIKE, 3.0, "ok")], ("lm_B", 2): [ok, ok], ("lm_B_warmup", 2): [ok, ok]}
     runs = map_runs(synthetic(cells), tiny_map())
-    table, windows = spike_table(runs, tiny_map(), window=2)
+    table, windows = spike_table(runs, tiny_map().variants, window=2)
     lr2 = table[table["lr"].eq(2.0)].iloc[0]
     assert (lr2["spiking_runs"], lr2["onsets"], lr2["onset_median"]) == (2, 2, 9.0)  # the onset at step 3
     assert lr2["stable_p95"] == 1.0 and lr2["fraction_above"] == 1.0

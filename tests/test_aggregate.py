@@ -15,10 +15,13 @@ from fake_records import (
     separable_error,
 )
 
-from optbench.analysis.heatmap import improvement_table, variant_statistics
+from optbench.analysis.cells import cell_statistics
+from optbench.analysis.heatmap import variant_statistics
+from optbench.analysis.improvement import improvement_table
 from optbench.records.aggregate import aggregate
 from optbench.records.record import SCHEMA_VERSION, record_schema
-from optbench.records.table import REQUIRED_COLUMNS, cell_table, read_runs, runs_table, write_table
+from optbench.records.table import REQUIRED_COLUMNS, read_runs, runs_table
+from optbench.report.files import write_table
 from optbench.report.outputs import IMPROVEMENT_HEADERS, improvements_markdown, summary_markdown
 from optbench.report.text import estimate, percent, power_of_two
 
@@ -108,8 +111,8 @@ def test_runs_csv_round_trip(runs, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["runs.csv"]
 
 
-def test_cell_table_averages_seeds(runs):
-    cells = cell_table(runs).set_index(["variant", "lr", "weight_decay"])
+def test_cell_statistics_average_seeds(runs):
+    cells = cell_statistics(runs).set_index(["variant", "lr", "weight_decay"])
     assert len(cells) == 3 * len(LRS) * len(WDS)
     cell = cells.loc[("adamw", 2.0**-10, 2.0**-3)]
     assert cell["n_seeds"] == 2

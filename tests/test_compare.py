@@ -1,4 +1,5 @@
-"""optbench.report.compare: a fresh run against the reference, its verdict rule, its outputs and its command."""
+"""optbench.analysis.compare and optbench.report.compare: a fresh run against the reference, its verdict rule, its
+outputs and its command."""
 
 import json
 import math
@@ -11,8 +12,10 @@ from fake_records import LRS, diagonal_error, grid_records, separable_error
 from matplotlib.patches import Rectangle
 
 from optbench.__main__ import main
-from optbench.records.table import runs_table, write_table
-from optbench.report.compare import FALLBACK_NOISE, Z, compare_runs, difference_figure
+from optbench.analysis.compare import FALLBACK_NOISE, Z, compare_runs
+from optbench.records.table import runs_table
+from optbench.report.compare import difference_figure
+from optbench.report.files import write_table
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED_SD = 0.002 / math.sqrt(2)  # grid_records: seed s adds 0.002 s, so two seeds differ by 0.002 in every cell

@@ -17,7 +17,8 @@ from optbench.analysis.sweeps import anytime, best_decay_fit, error_at_epoch, he
 from optbench.experiment.layout import outputs
 from optbench.experiment.preset import load_experiment
 from optbench.optim import AdamW
-from optbench.records.table import runs_table, write_table
+from optbench.records.table import runs_table
+from optbench.report.files import write_table
 from optbench.report.outputs import write_outputs
 from optbench.spec.run import RunSpec
 from optbench.spec.schedule import ScheduleSpec
