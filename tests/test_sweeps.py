@@ -17,8 +17,7 @@ from optbench.analysis.sweeps import anytime, best_decay_fit, error_at_epoch, he
 from optbench.experiment.layout import outputs
 from optbench.experiment.preset import load_experiment
 from optbench.optim import AdamW
-from optbench.records.table import runs_table
-from optbench.report.files import write_table
+from optbench.records.table import runs_table, write_runs
 from optbench.report.outputs import write_outputs
 from optbench.spec.run import RunSpec
 from optbench.spec.schedule import ScheduleSpec
@@ -263,7 +262,7 @@ def fake_records(experiment):
 
 def test_outputs_of_a_small_budgets_preset(tmp_path):
     experiment = load_experiment(small_budgets_config())
-    write_table(runs_table(fake_records(experiment)), tmp_path / "runs.csv")
+    write_runs(runs_table(fake_records(experiment)), tmp_path / "runs.csv")
     write_outputs(tmp_path / "runs.csv", experiment, tmp_path)
     out = outputs(experiment, tmp_path)["sweeps"]
     assert sorted(out) == sorted(

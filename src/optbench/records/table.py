@@ -3,8 +3,8 @@
 A *run record* is the JSON document one training run writes (see :mod:`optbench.records.record`).
 ``runs_table`` flattens records into ``runs.csv`` (dotted column names such as
 ``optimizer.weight_decay_mode``; list values such as ``history`` stored as compact JSON);
-``cell_table`` averages seeds per (variant, lr, weight_decay) cell, the value
-drawn in the heatmaps. Each variant's grid is condensed by :mod:`optbench.analysis.heatmap`.
+:func:`optbench.analysis.cells.cell_statistics` averages seeds per (variant, lr, weight_decay) cell, the
+value drawn in the heatmaps. Each variant's grid is condensed by :mod:`optbench.analysis.heatmap`.
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ REQUIRED_COLUMNS = (
     "history",
 )
 SORT_COLUMNS = ["variant", "lr", "weight_decay", "seed"]
-CELL_COLUMNS = ["variant", "lr", "weight_decay"]
 # Text columns whose values may look like numbers (a git commit of digits only, a
 # torch version such as "2.5"): read back as text. Absent columns are ignored.
 TEXT_COLUMNS = {
@@ -90,9 +89,9 @@ def runs_table(records: Iterable[dict]) -> pd.DataFrame:
     return df.sort_values(SORT_COLUMNS, kind="stable", ignore_index=True)
 
 
-def write_table(df: pd.DataFrame, path: str | os.PathLike) -> None:
-    """Write a table (``runs.csv``, or any other) as CSV, atomically."""
-    atomic_write(path, lambda tmp: df.to_csv(tmp, index=False))
+def write_runs(runs: pd.DataFrame, path: str | os.PathLike) -> None:
+    """Write ``runs.csv`` atomically."""
+    atomic_write(path, lambda tmp: runs.to_csv(tmp, index=False))
 
 
 def read_runs(path: str | os.PathLike) -> pd.DataFrame:
@@ -106,19 +105,3 @@ def history(runs: pd.DataFrame) -> pd.DataFrame:
     """Learning curves of ``runs`` in long form: one row per (run_id, epoch)."""
     curves = {run_id: pd.DataFrame(json.loads(h)) for run_id, h in zip(runs["run_id"], runs["history"])}
     return pd.concat(curves, names=["run_id", None]).reset_index(level=0)
-
-
-def cell_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per (variant, lr, weight_decay), the value a heatmap cell shows: ``mean_test_error``
-    and ``std_test_error`` (ddof=1, NaN with one seed) of the final test error over seeds,
-    ``n_seeds`` and ``n_diverged``."""
-    return (
-        runs.assign(diverged=runs["status"].eq("diverged"))
-        .groupby(CELL_COLUMNS, as_index=False)
-        .agg(
-            mean_test_error=("final_test_error", "mean"),
-            std_test_error=("final_test_error", "std"),
-            n_seeds=("seed", "size"),
-            n_diverged=("diverged", "sum"),
-        )
-    )
