@@ -17,7 +17,8 @@ from collections.abc import Callable, Iterable, Mapping
 import pandas as pd
 
 from optbench.models import REGISTRY, ModelEntry, build_model
-from optbench.optim import make_optimizer, predicted_state_bytes
+from optbench.optim.bases import make_optimizer
+from optbench.optim.memory import predicted_state_bytes
 from optbench.report.files import write_table_and_markdown
 from optbench.report.text import format_bytes, markdown_table
 from optbench.spec.run import OptimizerSpec
