@@ -99,9 +99,3 @@ def read_runs(path: str | os.PathLike) -> pd.DataFrame:
     df = pd.read_csv(path, dtype=TEXT_COLUMNS)
     _check_runs(df)
     return df
-
-
-def history(runs: pd.DataFrame) -> pd.DataFrame:
-    """Learning curves of ``runs`` in long form: one row per (run_id, epoch)."""
-    curves = {run_id: pd.DataFrame(json.loads(h)) for run_id, h in zip(runs["run_id"], runs["history"])}
-    return pd.concat(curves, names=["run_id", None]).reset_index(level=0)
