@@ -36,9 +36,11 @@ from optbench.analysis.stability import BITS, boundary, map_runs  # noqa: E402
 from optbench.atomic import atomic_write_text  # noqa: E402
 from optbench.experiment.config import load_checked  # noqa: E402
 from optbench.experiment.stability_maps import MapRow  # noqa: E402
-from optbench.records.table import load_records, runs_table, write_table  # noqa: E402
+from optbench.records.aggregate import load_records  # noqa: E402
+from optbench.records.table import runs_table  # noqa: E402
 from optbench.report import text as fmt  # noqa: E402
-from optbench.report.memory import markdown_table  # noqa: E402
+from optbench.report.files import write_table  # noqa: E402
+from optbench.report.text import markdown_table  # noqa: E402
 
 ROWS = {"A": "lm_A", "B": "lm_B"}
 
@@ -59,7 +61,7 @@ def specs(exp, row: str, width: int, steps: int, lrs: list[float], seeds: list[i
     variant = name(row, width, steps)
     return [
         {
-            **exp.run(ROWS[row], lr, 0.0, seed),
+            **exp.run(ROWS[row], lr, 0.0, seed).to_dict(),
             "variant": variant,
             "model": f"lm_d{width}",
             "preset": "adafactor_regime",

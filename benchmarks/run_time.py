@@ -42,7 +42,7 @@ def quick_spec(data_dir: str) -> dict:
 
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
     config["preset"] = "quick"
-    return {**load_experiment(config).run("adamw_cosine", 2.0**-6, 2.0**-12, 0), "data_dir": data_dir}
+    return {**load_experiment(config).run("adamw_cosine", 2.0**-6, 2.0**-12, 0).to_dict(), "data_dir": data_dir}
 
 
 def main() -> None:

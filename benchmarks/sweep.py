@@ -73,7 +73,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         model = {"model": args.model} if args.model else {}
-        shard = [{**spec, "data_dir": str(tmp / "data"), **model} for spec in experiment.shards(args.variant)[0]]
+        data_dir = str(tmp / "data")
+        shard = [{**spec.to_dict(), "data_dir": data_dir, **model} for spec in experiment.shards(args.variant)[0]]
         seconds_per_run(shard[:1], tmp / "warmup", threads=args.threads, stack=False)  # writes the data cache
         rows = [
             (

@@ -13,21 +13,14 @@ import yaml
 from test_models import one_thread  # noqa: F401  (an autouse fixture: one thread in this module too)
 from test_workflow import copy_workflow, snakemake
 
-from optbench.analysis.stability import (
-    boundary,
-    map_runs,
-    onsets,
-    outcome,
-    row_table,
-    spike_steps,
-    spike_table,
-    verdict,
-)
+from optbench.analysis.spikes import onsets, spike_steps, spike_table
+from optbench.analysis.stability import boundary, map_runs, outcome, row_table, verdict
+from optbench.experiment.layout import outputs
 from optbench.experiment.preset import load_experiment
 from optbench.experiment.stability_maps import load_stability_maps
 from optbench.optim import make_optimizer
+from optbench.records.aggregate import aggregate
 from optbench.records.record import read_record, validate_record
-from optbench.records.table import aggregate
 from optbench.report.outputs import write_outputs
 from optbench.spec.run import RunSpec
 from optbench.train.job import train_many
@@ -158,7 +151,7 @@ def test_the_map_has_every_row_of_table_2_with_the_papers_numbers():
 def test_the_adafactor_preset_is_the_map_and_its_longer_runs():
     exp = load_experiment(config("adafactor"))
     assert len(exp.variants) == 40
-    specs = [RunSpec.from_dict(run) for v in exp.variants for run in exp.runs(v)]
+    specs = [spec for v in exp.variants for spec in exp.runs(v)]
     assert len(specs) == 40 * 9 * 2 and {s.seed for s in specs} == {0, 1}
     assert {(s.model, s.dataset, s.epochs, s.batch_size, s.trace_every) for s in specs} == {
         ("lm_d8", "text_stdlib", 10, 32, 5)
@@ -177,7 +170,7 @@ def test_the_adafactor_preset_is_the_map_and_its_longer_runs():
 def test_other_presets_run_no_language_model_variant(preset):
     exp = load_experiment(config(preset))
     assert not any(name.startswith("lm_") for name in exp.variants)
-    assert exp.stability_maps == () and exp.outputs("r")["stability_maps"] == {}
+    assert exp.stability_maps == () and outputs(exp, "r")["stability_maps"] == {}
 
 
 def test_the_smoke_form_cuts_the_map_to_its_rows():
@@ -185,7 +178,7 @@ def test_the_smoke_form_cuts_the_map_to_its_rows():
     (smap,) = exp.stability_maps
     assert [row.label for row in smap.rows] == ["A", "B", "G", "H", "O"] and smap.longer == ()
     assert smap.update_rms == ("lm_A_warmup", "lm_G_warmup")
-    tables = [p for p in exp.outputs("r")["stability_maps"]["adafactor"] if p.endswith(".md")]
+    tables = [p for p in outputs(exp, "r")["stability_maps"]["adafactor"] if p.endswith(".md")]
     assert tables == [f"r/tables/adafactor{s}.md" for s in ("", "_cells", "_claims", "_length", "_spikes")]
 
 
@@ -322,7 +315,7 @@ def test_spike_onsets_are_compared_with_stable_windows_at_the_same_lr():
     ok = (STABLE, 3.0, "ok")
     cells = {("lm_A", 2): [(SPIKE, 3.0, "ok"), (SPIKE, 3.0, "ok")], ("lm_B", 2): [ok, ok], ("lm_B_warmup", 2): [ok, ok]}
     runs = map_runs(synthetic(cells), tiny_map())
-    table, windows = spike_table(runs, tiny_map(), window=2)
+    table, windows = spike_table(runs, tiny_map().variants, window=2)
     lr2 = table[table["lr"].eq(2.0)].iloc[0]
     assert (lr2["spiking_runs"], lr2["onsets"], lr2["onset_median"]) == (2, 2, 9.0)  # the onset at step 3
     assert lr2["stable_p95"] == 1.0 and lr2["fraction_above"] == 1.0
@@ -388,7 +381,7 @@ def test_smoke_form_in_one_process_makes_the_tables_and_figures(tmp_path, data_d
     c = config("adafactor_smoke")
     c["presets"]["adafactor_smoke"]["data_dir"] = data_dir
     exp = load_experiment(c)
-    specs = [RunSpec.from_dict(run) for v in exp.variants for run in exp.runs(v)]
+    specs = [spec for v in exp.variants for spec in exp.runs(v)]
     train_many(specs, [tmp_path / "runs" / f"{s.run_id}.json" for s in specs], stack=True, quiet=True)
     aggregate(sorted((tmp_path / "runs").glob("*.json")), tmp_path / "runs.csv")
     write_outputs(tmp_path / "runs.csv", exp, tmp_path / "results")

@@ -1,7 +1,6 @@
 import json
 import math
 import re
-from importlib import resources
 
 import jsonschema
 import pandas as pd
@@ -16,9 +15,12 @@ from fake_records import (
     separable_error,
 )
 
-from optbench.analysis.heatmap import improvement_table, variant_statistics
-from optbench.records.record import SCHEMA_VERSION
-from optbench.records.table import REQUIRED_COLUMNS, aggregate, cell_table, read_runs, runs_table, write_table
+from optbench.analysis.cells import cell_statistics
+from optbench.analysis.heatmap import variant_statistics
+from optbench.analysis.improvement import improvement_table
+from optbench.records.aggregate import aggregate
+from optbench.records.record import SCHEMA_VERSION, record_schema
+from optbench.records.table import REQUIRED_COLUMNS, read_runs, runs_table, write_runs
 from optbench.report.outputs import IMPROVEMENT_HEADERS, improvements_markdown, summary_markdown
 from optbench.report.text import estimate, percent, power_of_two
 
@@ -40,7 +42,7 @@ def runs(records):
 
 
 def test_fake_records_follow_the_run_record_schema(records):
-    schema = json.loads(resources.files("optbench.records").joinpath("schemas/run_record.schema.json").read_text())
+    schema = record_schema()
     diverged = make_record("adamw", 1e-3, 0.1, 0, 0.9, status="diverged")
     for record in [records[0], diverged]:
         jsonschema.validate(record, schema)
@@ -99,7 +101,7 @@ def test_no_records_is_rejected():
 
 def test_runs_csv_round_trip(runs, tmp_path):
     path = tmp_path / "runs.csv"
-    write_table(runs, path)
+    write_runs(runs, path)
     back = read_runs(path)
     pd.testing.assert_frame_equal(back, runs)
     # version-like and all-digit strings stay text, nothing temporary is left behind
@@ -108,8 +110,8 @@ def test_runs_csv_round_trip(runs, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["runs.csv"]
 
 
-def test_cell_table_averages_seeds(runs):
-    cells = cell_table(runs).set_index(["variant", "lr", "weight_decay"])
+def test_cell_statistics_average_seeds(runs):
+    cells = cell_statistics(runs).set_index(["variant", "lr", "weight_decay"])
     assert len(cells) == 3 * len(LRS) * len(WDS)
     cell = cells.loc[("adamw", 2.0**-10, 2.0**-3)]
     assert cell["n_seeds"] == 2

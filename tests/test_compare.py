@@ -1,4 +1,5 @@
-"""optbench.report.compare: a fresh run against the reference, its verdict rule, its outputs and its command."""
+"""optbench.analysis.compare and optbench.report.compare: a fresh run against the reference, its verdict rule, its
+outputs and its command."""
 
 import json
 import math
@@ -11,8 +12,9 @@ from fake_records import LRS, diagonal_error, grid_records, separable_error
 from matplotlib.patches import Rectangle
 
 from optbench.__main__ import main
-from optbench.records.table import runs_table, write_table
-from optbench.report.compare import FALLBACK_NOISE, Z, compare_runs, difference_figure
+from optbench.analysis.compare import FALLBACK_NOISE, Z, compare_runs
+from optbench.records.table import runs_table, write_runs
+from optbench.report.compare import difference_figure
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED_SD = 0.002 / math.sqrt(2)  # grid_records: seed s adds 0.002 s, so two seeds differ by 0.002 in every cell
@@ -96,8 +98,8 @@ def test_the_difference_figure_outlines_cells_beyond_the_tolerance(reference, tm
 
 def test_the_command_writes_every_output_and_prints_the_verdict(reference, tmp_path, capsys):
     config = yaml.safe_load((ROOT / "config.yaml").read_text()) | {"preset": "smoke"}
-    write_table(reference, tmp_path / "reference.csv")
-    write_table(runs(shift=0.05), tmp_path / "fresh.csv")
+    write_runs(reference, tmp_path / "reference.csv")
+    write_runs(runs(shift=0.05), tmp_path / "fresh.csv")
     out = tmp_path / "compare"
     argv = ["compare", "--fresh", str(tmp_path / "fresh.csv"), "--reference", str(tmp_path / "reference.csv")]
     assert main([*argv, "--config-json", json.dumps(config), "--out-dir", str(out)]) == 0  # a verdict, not an error

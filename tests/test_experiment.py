@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from optbench.experiment.layout import outputs
 from optbench.experiment.preset import axis_values, load_experiment
 from optbench.experiment.sweeps import SETTINGS
-from optbench.spec.run import RunSpec, default_run_id
-from optbench.spec.schedule import ScheduleSpec
+from optbench.spec.run import RunSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,9 +30,9 @@ def test_every_run_spec_of_every_preset_is_valid(preset):
         runs = [run for shard in shards for run in shard]
         assert all(len(shard) <= exp.runs_per_job for shard in shards)
         assert runs == exp.runs(variant)
-        specs = [RunSpec.from_dict(run) for run in (runs[0], runs[-1])]
-        assert len({default_run_id(r["variant"], r["lr"], r["weight_decay"], r["seed"]) for r in runs}) == len(runs)
-        assert all(s.preset == preset for s in specs)
+        assert all(isinstance(spec, RunSpec) for spec in runs)
+        assert len({spec.run_id for spec in runs}) == len(runs)
+        assert all(spec.preset == preset for spec in runs)
 
 
 def test_quick_grids_are_11_by_12_factors_of_two_apart():
@@ -61,7 +61,7 @@ def test_axis_values():
 def test_smoke_figures_drop_absent_variants():
     exp = load_experiment(config("smoke"))
     assert exp.figures["adam_vs_adamw"]["panels"] == [["adam_l2_cosine"], ["adamw_cosine"]]
-    assert exp.outputs("r")["heatmaps"]["adafactor"] == ["r/figures/adafactor.png", "r/figures/adafactor.pdf"]
+    assert outputs(exp, "r")["heatmaps"]["adafactor"] == ["r/figures/adafactor.png", "r/figures/adafactor.pdf"]
 
 
 @pytest.mark.parametrize(
@@ -97,11 +97,11 @@ def test_budgets_sweeps_expand_each_variant_into_one_heatmap_per_value():
         "adamw_norm_restarts",
     ]
     assert all(len(exp.runs(v)) == 3 * 8 * 3 == exp.runs_per_job for v in exp.variants)
-    assert {r["epochs"] for r in exp.runs("adamw_cosine-epochs9")} == {9}
-    assert {json.dumps(r["dataset_options"]) for r in exp.runs("adamw_norm_cosine-train_size1000")} == {
+    assert {r.epochs for r in exp.runs("adamw_cosine-epochs9")} == {9}
+    assert {json.dumps(r.dataset_options) for r in exp.runs("adamw_norm_cosine-train_size1000")} == {
         '{"train_size": 1000}'
     }
-    assert all(r["epochs"] == 45 and r["dataset_options"] == {} for r in exp.runs("adamw_restarts"))
+    assert all(r.epochs == 45 and r.dataset_options == {} for r in exp.runs("adamw_restarts"))
     assert exp.variants["adamw_cosine-train_size2000"]["label"] == "AdamW, cosine, B = 2000"
     assert exp.anytime == (("adamw_restarts", "adamw_cosine"), ("adamw_norm_restarts", "adamw_norm_cosine"))
     assert [(s.key, s.column) for s in exp.sweeps] == [
@@ -113,7 +113,7 @@ def test_budgets_sweeps_expand_each_variant_into_one_heatmap_per_value():
 def test_budgets_restart_cycles_end_at_the_cosine_budgets():
     exp = load_experiment(config("budgets"))
     spec = exp.runs("adamw_restarts")[0]
-    ends = ScheduleSpec.from_dict(spec["schedule"]).cycle_ends(spec["epochs"])
+    ends = spec.schedule.cycle_ends(spec.epochs)
     assert ends == [3, 9, 21, 45] == list(exp.sweeps[0].values)
     assert max(ends) / min(ends) >= 8  # the span of budgets
 
@@ -121,7 +121,7 @@ def test_budgets_restart_cycles_end_at_the_cosine_budgets():
 @pytest.mark.parametrize("preset", ["quick", "smoke", "paper"])
 def test_presets_without_sweeps_have_no_sweep_outputs(preset):
     exp = load_experiment(config(preset))
-    assert exp.sweeps == () and exp.anytime == () and exp.outputs("r")["sweeps"] == {}
+    assert exp.sweeps == () and exp.anytime == () and outputs(exp, "r")["sweeps"] == {}
 
 
 @pytest.mark.parametrize(

@@ -8,14 +8,8 @@ import torch
 
 from optbench.models import REGISTRY, build_model
 from optbench.report import memory as memory_tables
-from optbench.report.memory import (
-    format_bytes,
-    format_ratio,
-    markdown_table,
-    memory_models,
-    memory_table,
-    write_memory_tables,
-)
+from optbench.report.memory import format_ratio, memory_markdown, memory_models, memory_table, write_memory_tables
+from optbench.report.text import format_bytes
 
 FACTORED = {"factored": True, "clip_threshold": 1.0, "relative_step": True}
 VARIANTS = {
@@ -176,7 +170,7 @@ def test_csv_keeps_exact_bytes_and_markdown_is_human(tmp_path):
     assert lines[3] == "| adamw | AdamW | 40.70 KiB | 1.00 | 40.70 KiB | True |"
     assert lines[6] == "| adafactor_momentum | adafactor_momentum | 27.27 KiB | 0.67 |  |  |"
     assert sorted(p.name for p in tmp_path.joinpath("tables").iterdir()) == ["memory.csv", "memory.md"]
-    assert markdown_table(table) == md.read_text()
+    assert memory_markdown(table) == md.read_text()
 
 
 @pytest.mark.parametrize(

@@ -1,13 +1,11 @@
-from pathlib import Path
-
 import pytest
 import torch
-import yaml
 
 from optbench.data.loaders import DATASETS
-from optbench.models import MODELS, REGISTRY, build_model
+from optbench.models import BUILDERS, MODELS, REGISTRY, build_model
 from optbench.models.shake_shake import shake
 from optbench.models.transformer import TransformerBase
+from optbench.spec.models import CATALOG
 
 INPUT_SHAPES = {
     "cnn": (1, 40),
@@ -37,11 +35,9 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def test_config_schema_allows_exactly_the_registered_models_a_dataset_feeds():
-    schema = yaml.safe_load((Path(__file__).parents[1] / "workflow" / "schemas" / "config.schema.yaml").read_text())
-    trainable = [name for name, model in REGISTRY.items() if model.dataset]
-    assert sorted(schema["$defs"]["preset"]["properties"]["model"]["enum"]) == sorted(trainable)
-    assert {model.dataset for model in REGISTRY.values()} - {None} <= set(DATASETS)
+def test_every_catalogued_model_has_a_builder_and_a_known_dataset():
+    assert list(BUILDERS) == list(CATALOG) == list(REGISTRY)
+    assert {model.dataset for model in CATALOG.values()} - {None} <= set(DATASETS)
 
 
 def num_parameters(model):

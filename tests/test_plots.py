@@ -7,8 +7,9 @@ from fake_records import CHANCE_ERROR, LRS, WDS, corner_error, diagonal_error, g
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.patches import Circle, Rectangle
 
-from optbench.records.table import runs_table, write_table
-from optbench.report.heatmaps import _line_style, heatmap_figure, learning_curves_figure, log2_label
+from optbench.records.table import runs_table, write_runs
+from optbench.report.figures import log2_label
+from optbench.report.heatmaps import heatmap_figure, learning_curves_figure, line_style
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 PANELS = [["adam_l2", "adamw"], ["normalized", None]]
@@ -155,7 +156,7 @@ def test_learning_curves_of_one_seed_say_there_is_no_band(runs, tmp_path):
 
 
 def test_twenty_variants_get_twenty_line_styles():
-    styles = {(_line_style(i)["color"], _line_style(i)["linestyle"]) for i in range(20)}
+    styles = {(line_style(i)["color"], line_style(i)["linestyle"]) for i in range(20)}
     assert len(styles) == 20
 
 
@@ -181,7 +182,7 @@ learning_curves_figure(runs, ["adamw", "normalized"], [f"{out}/curves.png", f"{o
 
 def test_the_same_figure_gives_the_same_bytes(runs, tmp_path):
     """Committed figures redraw byte for byte, in another process too: a PDF carries no creation date."""
-    write_table(runs, tmp_path / "runs.csv")
+    write_runs(runs, tmp_path / "runs.csv")
     for draw in ("0", "1"):
         (tmp_path / draw).mkdir()
         env = {**os.environ, "PYTHONHASHSEED": draw}

@@ -2,8 +2,6 @@
 
 import json
 import re
-import subprocess
-import sys
 
 import pytest
 from fake_records import make_record
@@ -41,9 +39,3 @@ def test_invalid_json_names_the_file(tmp_path):
     path.write_text('{"run_id": ')
     with pytest.raises(RecordError, match=re.escape(f"{path}: not a valid run record: Expecting value")):
         read_record(path)
-
-
-def test_aggregation_does_not_import_torch():
-    code = "import optbench.records.table, sys; assert 'torch' not in sys.modules"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr

@@ -5,17 +5,10 @@ import pandas as pd
 import pytest
 from fake_records import LRS, WDS, corner_error, diagonal_error, grid_records, separable_error
 
-from optbench.analysis.heatmap import (
-    VARIANT_COLUMNS,
-    Improvement,
-    best_lambda_slope,
-    improvement,
-    improvement_table,
-    noise_floor,
-    row_bests,
-    variant_statistics,
-)
-from optbench.records.table import cell_table, runs_table
+from optbench.analysis.cells import cell_statistics
+from optbench.analysis.heatmap import VARIANT_COLUMNS, best_lambda_slope, noise_floor, row_bests, variant_statistics
+from optbench.analysis.improvement import Improvement, improvement, improvement_table
+from optbench.records.table import runs_table
 
 CHANCE = 0.9
 LOG2_LRS = list(range(-8, -2))  # 6 lr rows, 2^-8 .. 2^-3
@@ -228,7 +221,7 @@ def test_noise_floor_is_the_median_per_cell_seed_std():
     errors[(-3, -8)] = errors[(-3, -7)] = [CHANCE] * 3  # every seed diverged: std 0
     statuses = {(-3, -8): "diverged", (-3, -7): "diverged"}
     runs = table_runs("v", errors, statuses)
-    stds = cell_table(runs).set_index(["lr", "weight_decay"])["std_test_error"]
+    stds = cell_statistics(runs).set_index(["lr", "weight_decay"])["std_test_error"]
     assert stds[(2.0**-4, 2.0**-7)] == pytest.approx(0.05)
     assert noise_floor(runs)["v"] == pytest.approx(0.025)  # median of 0.01, 0.02, 0.03, 0.05
     assert noise_floor(runs, include_all_diverged=True)["v"] == pytest.approx(0.015)  # with two zeros

@@ -14,9 +14,10 @@ from fake_records import make_record
 from test_trainer import data_dir, spec_dict  # noqa: F401  (data_dir is a fixture)
 
 from optbench.analysis.sweeps import anytime, best_decay_fit, error_at_epoch, heatmaps_by
+from optbench.experiment.layout import outputs
 from optbench.experiment.preset import load_experiment
 from optbench.optim import AdamW
-from optbench.records.table import runs_table, write_table
+from optbench.records.table import runs_table, write_runs
 from optbench.report.outputs import write_outputs
 from optbench.spec.run import RunSpec
 from optbench.spec.schedule import ScheduleSpec
@@ -245,25 +246,25 @@ def fake_records(experiment):
         larger = sweep is not None and sweep["value"] in (4, 4000)
         best = -3 if row.get("normalized_weight_decay") else -9 if larger else -8
         for spec in experiment.runs(variant):
-            error = surface(best)(spec["lr"], spec["weight_decay"], spec["seed"])
+            error = surface(best)(spec.lr, spec.weight_decay, spec.seed)
             record = make_record(
                 variant,
-                spec["lr"],
-                spec["weight_decay"],
-                spec["seed"],
+                spec.lr,
+                spec.weight_decay,
+                spec.seed,
                 error,
-                normalized_weight_decay=spec["normalized_weight_decay"],
-                epochs=spec["epochs"],
+                normalized_weight_decay=spec.normalized_weight_decay,
+                epochs=spec.epochs,
             )
-            records.append({**record, "model": spec["model"], "dataset_options": spec["dataset_options"]})
+            records.append({**record, "model": spec.model, "dataset_options": spec.dataset_options})
     return records
 
 
 def test_outputs_of_a_small_budgets_preset(tmp_path):
     experiment = load_experiment(small_budgets_config())
-    write_table(runs_table(fake_records(experiment)), tmp_path / "runs.csv")
+    write_runs(runs_table(fake_records(experiment)), tmp_path / "runs.csv")
     write_outputs(tmp_path / "runs.csv", experiment, tmp_path)
-    out = experiment.outputs(str(tmp_path))["sweeps"]
+    out = outputs(experiment, tmp_path)["sweeps"]
     assert sorted(out) == sorted(
         [
             "best_decay",

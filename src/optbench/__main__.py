@@ -67,13 +67,13 @@ def _prepare_data(args: argparse.Namespace) -> None:
 
 
 def _aggregate(args: argparse.Namespace) -> None:
-    from optbench.experiment.preset import load_experiment
-    from optbench.records.table import aggregate, aggregate_preset
+    from optbench.experiment.checks import checked_experiment
+    from optbench.records.aggregate import aggregate, aggregate_preset
 
     if args.runs:
         if not args.config_json:
             raise ValueError("--runs: needs --config-json, the config whose preset's runs to read")
-        aggregate_preset(load_experiment(_config(args)), args.runs, args.out)
+        aggregate_preset(checked_experiment(_config(args)), args.runs, args.out)
         return
     paths = []
     for item in map(Path, args.records):
@@ -82,17 +82,17 @@ def _aggregate(args: argparse.Namespace) -> None:
 
 
 def _outputs(args: argparse.Namespace) -> None:
-    from optbench.experiment.preset import load_experiment
+    from optbench.experiment.checks import checked_experiment
     from optbench.report.outputs import write_outputs
 
-    write_outputs(args.runs, load_experiment(_config(args)), args.results)
+    write_outputs(args.runs, checked_experiment(_config(args)), args.results)
 
 
 def _compare(args: argparse.Namespace) -> None:
-    from optbench.experiment.preset import load_experiment
+    from optbench.experiment.checks import checked_experiment
     from optbench.report.compare import verdict_line, write_comparison
 
-    comparison = write_comparison(args.fresh, args.reference, load_experiment(_config(args)), args.out_dir)
+    comparison = write_comparison(args.fresh, args.reference, checked_experiment(_config(args)), args.out_dir)
     print(verdict_line(comparison, args.out_dir), flush=True)
 
 

@@ -13,9 +13,8 @@ SRC = f"{workflow.basedir}/src"  # jobs run the package from this checkout (PYTH
 PYTHON = "python" if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method else sys.executable
 OPTBENCH = f"PYTHONPATH={shlex.quote(SRC)} {shlex.quote(PYTHON)} -m optbench"
 sys.path.insert(0, SRC)
-from optbench.experiment import run_lock
-from optbench.experiment.checks import check_cuda
-from optbench.records.checks import shard_dir
+from optbench.experiment import layout, run_lock
+from optbench.train.cuda import check_cuda
 from optbench.experiment.config import load_checked
 
 # The schema, then everything a training job would check (optbench.experiment.config): one line, key first.
@@ -25,10 +24,10 @@ except ValueError as err:
     sys.exit(f"config.yaml: {err}")
 
 PRESET = EXP.preset
-RESULTS = f"results/{PRESET}"  # a fresh run of the preset: every rule but `figures` writes here
-RUNS_CSV = f"{RESULTS}/tables/runs.csv"
-FIGURES = f"{RESULTS}/figures"
-REFERENCE = f"results/reference/{PRESET}"  # the committed results of the preset: only `figures` writes here
+RESULTS = layout.results_dir(PRESET)  # a fresh run of the preset: every rule but `figures` writes here
+RUNS_CSV = layout.runs_csv(RESULTS)
+FIGURES = layout.figures_dir(RESULTS)
+REFERENCE = layout.reference_dir(PRESET)  # the committed results of the preset: only `figures` writes here
 DRAW = config.get("results", REFERENCE)  # the results directory `figures` redraws (--config results=DIR)
 # The config the jobs get: without `results`, which only chooses what `figures` draws, so that naming a run
 # there changes no job's params (a change that would make Snakemake run the job again).
@@ -40,17 +39,13 @@ ENV = "../../envs/optbench.yaml"
 
 wildcard_constraints:
     variant="|".join(EXP.variants),
-    shard=r"shard\d{3}",
-
-
-def shard_dirs():
-    """Where each training job writes its records (rule train's output; optbench.records.checks.shard_dir)."""
-    return [str(shard_dir(f"{RESULTS}/runs", v, i)) for v in EXP.variants for i in range(len(EXP.shards(v)))]
+    shard=layout.SHARD_PATTERN,
 
 
 def shard_specs(wildcards):
     """The run specs one training job carries, as JSON for its standard input (on_stdin)."""
-    return json.dumps(EXP.shards(wildcards.variant)[int(wildcards.shard[5:])], separators=(",", ":"))
+    shard = EXP.shards(wildcards.variant)[layout.shard_index(wildcards.shard)]
+    return json.dumps([spec.to_dict() for spec in shard], separators=(",", ":"))
 
 
 def before_jobs():
@@ -78,24 +73,11 @@ def on_stdin(param):
     return "\n".join([" <<'JSON'", f"{{params.{param}}}", "JSON"])
 
 
-def output_files():
-    out = EXP.outputs(RESULTS)
-    return [
-        *out["summary"],
-        *out["improvements"],
-        *out["memory"],
-        *[p for paths in out["heatmaps"].values() for p in paths],
-        *out["learning_curves"],
-        *[p for paths in out["sweeps"].values() for p in paths],
-        *[p for paths in out["stability_maps"].values() for p in paths],
-    ]
-
-
 def table_files():
     """The tables the outputs step writes; its figures are the directory FIGURES, so that the report can show
     each PNG in a category of its own (rule outputs)."""
-    return [p for p in output_files() if not p.startswith(f"{FIGURES}/")]
+    return layout.table_files(EXP, RESULTS)
 
 
 def all_outputs():
-    return [RUNS_CSV, *table_files(), FIGURES, f"{RESULTS}/report/tables.html"]
+    return [RUNS_CSV, *table_files(), FIGURES, layout.tables_page(RESULTS)]

@@ -1,4 +1,4 @@
-from pathlib import Path
+import os
 
 
 # `snakemake compare`: the preset's fresh run (trained first if need be) against its committed reference,
@@ -8,17 +8,17 @@ from pathlib import Path
 rule compare:
     input:
         fresh=RUNS_CSV,
-        reference=f"{REFERENCE}/tables/runs.csv",
+        reference=layout.runs_csv(REFERENCE),
     output:
-        multiext(f"{RESULTS}/compare/", "compare.md", "compare.csv", "difference.png", "difference.pdf"),
+        layout.compare_files(RESULTS),
     log:
-        f"{RESULTS}/logs/compare.log",
+        layout.log(RESULTS, "compare"),
     localrule: True
     conda:
         ENV
     params:
         config=CONFIG_JSON,
-        out_dir=lambda w, output: Path(output[0]).parent,
+        out_dir=lambda w, output: os.path.dirname(output[0]),
     shell:
         f"{OPTBENCH} compare --fresh {{input.fresh}} --reference {{input.reference}} --config-json -"
         f" --out-dir {{params.out_dir}} 2> {{log}}{on_stdin('config')}"

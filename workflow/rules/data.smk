@@ -1,8 +1,8 @@
 rule prepare_data:
     output:
-        f"{RESULTS}/data.json",
+        layout.data_summary(RESULTS),
     log:
-        f"{RESULTS}/logs/prepare_data.log",
+        layout.log(RESULTS, "prepare_data"),
     localrule: True
     conda:
         ENV

@@ -1,6 +1,3 @@
-from pathlib import Path
-
-
 # Every table and figure of the preset, from runs.csv alone. The report shows each figure's PNG in a category
 # of its own, captioned from the config (workflow/report/figure.rst); the PDFs and tables stay files.
 rule outputs:
@@ -15,13 +12,13 @@ rule outputs:
             category="{name}",  # the figure's name
         ),
     log:
-        f"{RESULTS}/logs/outputs.log",
+        layout.log(RESULTS, "outputs"),
     localrule: True
     conda:
         ENV
     params:
         config=CONFIG_JSON,
-        results=lambda w, input: Path(input[0]).parent.parent,
+        results=lambda w, input: layout.results_of(input[0]),
     shell:
         f"{OPTBENCH} outputs --runs {{input}} --config-json - --results {{params.results}} 2> {{log}}{on_stdin('config')}"
 
@@ -32,8 +29,8 @@ rule outputs:
 # DIR is this preset's fresh run and its run records are absent.
 use rule outputs as figures with:
     input:
-        ancient(f"{DRAW}/tables/runs.csv"),
+        ancient(layout.runs_csv(DRAW)),
     output:
         [],
     log:
-        f"{RESULTS}/logs/figures.log",
+        layout.log(RESULTS, "figures"),

@@ -4,9 +4,9 @@ rule report_tables:
     input:
         [p for p in table_files() if p.endswith(".md")],
     output:
-        report(f"{RESULTS}/report/tables.html", caption="../report/tables.rst", category="Tables"),
+        report(layout.tables_page(RESULTS), caption="../report/tables.rst", category="Tables"),
     log:
-        f"{RESULTS}/logs/report_tables.log",
+        layout.log(RESULTS, "report_tables"),
     localrule: True
     conda:
         ENV

@@ -8,11 +8,11 @@ import os
 # a retried or requeued job resumes from them. The log gets a line per epoch; the terminal, a line per job.
 rule train:
     input:
-        f"{RESULTS}/data.json",
+        layout.data_summary(RESULTS),
     output:
-        directory(f"{RESULTS}/runs/{{variant}}/{{shard}}"),
+        directory(layout.shard_dir(layout.runs_dir(RESULTS), "{variant}", "{shard}")),
     log:
-        f"{RESULTS}/logs/train/{{variant}}/{{shard}}.log",
+        layout.train_log(RESULTS, "{variant}", "{shard}"),
     conda:
         ENV
     threads: RESOURCES["threads"]
@@ -23,7 +23,7 @@ rule train:
     params:
         specs=shard_specs,
         stack=STACK,
-        checkpoints=lambda wildcards: f"{RESULTS}/checkpoints/{wildcards.variant}/{wildcards.shard}",
+        checkpoints=lambda w: layout.checkpoint_dir(RESULTS, w.variant, w.shard),
     shell:
         f"{OPTBENCH} --threads {{threads}} train {{params.stack}} --spec - --out-dir {{output}}"
         f" --checkpoint-dir {{params.checkpoints}} 2> {{log}}"

@@ -13,9 +13,9 @@ best :math:`\log_2 \lambda_{norm}` has slope 0 (:data:`PREDICTED_SLOPE`).
 
 Input is a runs table (:func:`optbench.records.table.read_runs`) holding one heatmap per value of a
 swept setting (:mod:`optbench.experiment.sweeps`), the value in a column of its own. Every definition of
-:mod:`optbench.analysis.heatmap` applies: seed means, ties, best cells and the seed bootstrap, one draw
-of seeds shared by every heatmap and variant of a statistic, every best cell chosen again in
-every resample.
+:mod:`optbench.analysis.cells` and :mod:`optbench.analysis.bootstrap` applies: seed means, ties, best cells
+and the seed bootstrap, one draw of seeds shared by every heatmap and variant of a statistic, every best
+cell chosen again in every resample.
 """
 
 from __future__ import annotations
@@ -27,17 +27,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from optbench.analysis.heatmap import (
-    BOOT_SEED,
-    CONFIDENCE,
-    N_BOOT,
-    _best_cell,
-    _check_ci_args,
-    _grid,
-    _percentile_ci,
-    _seed_weights,
-    _slopes,
-)
+from optbench.analysis.bootstrap import BOOT_SEED, CONFIDENCE, N_BOOT, check_ci_args, percentile_ci, seed_weights
+from optbench.analysis.cells import best_cell_index, least_squares_slopes, variant_grid
 
 MIN_VALUES = 2  # fewest heatmaps with a best cell that a slope is fitted to
 
@@ -89,13 +80,13 @@ def best_decay_fit(
 
     ``runs`` holds one heatmap per value (:func:`heatmaps_by`), all on the same kind of weight-decay
     axis (raw or normalized). For each heatmap the best weight decay :math:`\lambda^*_v` is that of its
-    best cell (lowest seed mean, :func:`optbench.analysis.heatmap.best_cell`). Statistic: the ordinary
+    best cell (lowest seed mean, :func:`optbench.analysis.cells.best_cell`). Statistic: the ordinary
     least-squares slope of :math:`\log_2 \lambda^*_v` on :math:`\log_2 v`. The formula
     :math:`\lambda = \lambda_{norm} \sqrt{b / (B T)}` predicts -0.5 for raw decay and 0 for
     :math:`\lambda_{norm}` when ``v`` is ``T`` or ``B``. Best weight decays are grid values, so the
     slope is that of a step function.
 
-    Intervals: seed-bootstrap percentile intervals (:mod:`optbench.analysis.heatmap`) of each
+    Intervals: seed-bootstrap percentile intervals (:mod:`optbench.analysis.bootstrap`) of each
     :math:`\log_2 \lambda^*_v` and of the slope, one draw of seeds for every heatmap.
 
     Returns:
@@ -105,10 +96,10 @@ def best_decay_fit(
         ``n_seeds``),
         and the :class:`DecayFit`.
     """
-    _check_ci_args(n_boot, confidence)
+    check_ci_args(n_boot, confidence)
     names = heatmaps_by(runs, column)
     seeds = np.sort(runs["seed"].unique())
-    grids = [_grid(runs, name, seeds) for name in names.values()]
+    grids = [variant_grid(runs, name, seeds) for name in names.values()]
     if any((grid.wds <= 0).any() for grid in grids):
         raise ValueError(f"{column}: a weight decay of 0 has no log2")
     if runs["normalized_weight_decay"].nunique() > 1:
@@ -119,19 +110,19 @@ def best_decay_fit(
         """``(B, V)``: log2 of each heatmap's best weight decay per resample; NaN where it has no mean."""
         columns = []
         for grid in grids:
-            index, error = _best_cell(grid.means(weights))
+            index, error = best_cell_index(grid.means(weights))
             columns.append(np.where(np.isfinite(error), np.log2(grid.wds)[index % len(grid.wds)], np.nan))
         return np.stack(columns, axis=1)
 
     point = log2_bests(np.ones((1, len(seeds))))
-    slope = _slopes(x, point, np.isfinite(point), MIN_VALUES)[0]
+    slope = least_squares_slopes(x, point, np.isfinite(point), MIN_VALUES)[0]
     fitted = np.isfinite(point[0])
     intercept = float(point[0][fitted].mean() - slope * x[fitted].mean()) if np.isfinite(slope) else float("nan")
     if len(seeds) < 2:
         boot, drawn, reason = np.full((1, len(names)), np.nan), 0, "one seed: no bootstrap over seeds, no interval"
     else:
-        boot, drawn, reason = log2_bests(_seed_weights(len(seeds), n_boot, seed)), n_boot, ""
-    low, high, valid = _percentile_ci(_slopes(x, boot, np.isfinite(boot), MIN_VALUES), confidence)
+        boot, drawn, reason = log2_bests(seed_weights(len(seeds), n_boot, seed)), n_boot, ""
+    low, high, valid = percentile_ci(least_squares_slopes(x, boot, np.isfinite(boot), MIN_VALUES), confidence)
     if not np.isfinite(slope):
         reason = f"fewer than {MIN_VALUES} of the {len(names)} heatmaps have a best cell"
     normalized = bool(runs["normalized_weight_decay"].iloc[0])
@@ -141,8 +132,8 @@ def best_decay_fit(
 
     rows = []
     for (value, name), grid, log2_best, resampled in zip(names.items(), grids, point[0], boot.T):
-        lr, wd, error = _best_of(grid)
-        ci_low, ci_high, _ = _percentile_ci(resampled, confidence)
+        lr, wd, error = grid.best()
+        ci_low, ci_high, _ = percentile_ci(resampled, confidence)
         rows.append(
             {
                 "value": value,
@@ -158,12 +149,6 @@ def best_decay_fit(
             }
         )
     return pd.DataFrame(rows), fit
-
-
-def _best_of(grid) -> tuple[float, float, float]:
-    """``(lr, weight_decay, seed mean)`` of a grid's best cell."""
-    index, error = _best_cell(grid.seed_means())
-    return *grid.cell(index[0]), float(error[0])
 
 
 def error_at_epoch(runs: pd.DataFrame, epoch: int) -> pd.Series:
@@ -211,32 +196,34 @@ def anytime(
     error against a cosine run of exactly that many epochs (``cosine``: epochs -> variant), one row per cycle
     end in ``ends`` that ``cosine`` holds.
 
-    The restarts' cell is its *best cell* on final test error (:func:`optbench.analysis.heatmap.best_cell`): one
+    The restarts' cell is its *best cell* on final test error (:func:`optbench.analysis.cells.best_cell`): one
     run, stopped at the end of any cycle. Each cosine budget has its own best cell. Statistic: the
     difference of their seed means in percentage points, restarts minus cosine, with its seed-bootstrap
     percentile interval: one draw of seeds for both variants, both best cells chosen again in every
     resample. Columns: the fields of :class:`AnytimePoint`.
     """
-    _check_ci_args(n_boot, confidence)
+    check_ci_args(n_boot, confidence)
     epochs = [round(end) for end in ends if end == round(end) and round(end) in cosine]
     seeds = np.sort(runs.loc[runs["variant"].isin([restarts, *(cosine[e] for e in epochs)]), "seed"].unique())
     restarts_runs = runs[runs["variant"].eq(restarts)]
-    final = _grid(restarts_runs, restarts, seeds)
+    final = variant_grid(restarts_runs, restarts, seeds)
     weights = np.ones((1, len(seeds)))
     reason = "" if len(seeds) > 1 else "one seed: no bootstrap over seeds, no interval"
     if len(seeds) > 1:
-        weights = np.concatenate([weights, _seed_weights(len(seeds), n_boot, seed)])
-    cell, _ = _best_cell(final.means(weights))
-    restarts_lr, restarts_wd, _ = _best_of(final)
+        weights = np.concatenate([weights, seed_weights(len(seeds), n_boot, seed)])
+    cell, _ = best_cell_index(final.means(weights))
+    restarts_lr, restarts_wd, _ = final.best()
     rows = []
     for epoch in epochs:
-        at_end = _grid(restarts_runs.assign(final_test_error=error_at_epoch(restarts_runs, epoch)), restarts, seeds)
+        at_end = variant_grid(
+            restarts_runs.assign(final_test_error=error_at_epoch(restarts_runs, epoch)), restarts, seeds
+        )
         restarts_error = at_end.means(weights).reshape(len(weights), -1)[np.arange(len(weights)), cell]
-        cosine_grid = _grid(runs, cosine[epoch], seeds)
-        _, cosine_error = _best_cell(cosine_grid.means(weights))
+        cosine_grid = variant_grid(runs, cosine[epoch], seeds)
+        _, cosine_error = best_cell_index(cosine_grid.means(weights))
         difference = 100 * (restarts_error - cosine_error)
-        low, high, valid = _percentile_ci(difference[1:], confidence)
-        lr, wd, _ = _best_of(cosine_grid)
+        low, high, valid = percentile_ci(difference[1:], confidence)
+        lr, wd, _ = cosine_grid.best()
         point = AnytimePoint(
             epoch=epoch,
             restarts_error=float(restarts_error[0]),

@@ -3,28 +3,26 @@
 The JSON schema (``workflow/schemas/config.schema.yaml``, applied by :mod:`optbench.experiment.config`)
 checks each value alone, finite numbers included. :func:`check_experiment` checks what a job checks of
 the values together, with the job's own code: each optimizer of the variant table
-(:func:`optbench.spec.switches.resolve`), the schedule of each variant's runs against their epochs
-(:class:`optbench.spec.schedule.ScheduleSpec`), their dataset options and batch size
-(:func:`optbench.spec.datasets.check_dataset`); and that figure panels name variants of the table.
-Grid axes and run ids are checked by :func:`optbench.experiment.preset.load_experiment` itself
-(:mod:`optbench.spec.run_ids`). A ValueError names the config key.
-
-:func:`check_cuda` checks the device on the machine the jobs run on; the Snakefile calls it when they
-run on its own machine.
-
-Imports nothing but the standard library and modules that import no more: the Snakefile runs it.
+(:func:`optbench.spec.switches.resolve`), and each variant's run spec (:meth:`optbench.spec.run.RunSpec.check`:
+the schedule against the epochs, the dataset options and batch size); and that figure panels name
+variants of the table. Grid axes and run ids are checked by :func:`optbench.experiment.preset.load_experiment`
+itself (:mod:`optbench.spec.run_ids`). A ValueError names the config key.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from optbench.spec.datasets import check_dataset
-from optbench.spec.schedule import ScheduleSpec
+from optbench.experiment.preset import Experiment, load_experiment
+from optbench.spec.run import RunSpec
 from optbench.spec.switches import resolve
 
-if TYPE_CHECKING:
-    from optbench.experiment.preset import Experiment
+
+def checked_experiment(config: dict[str, Any]) -> Experiment:
+    """The experiment of ``config`` (:func:`load_experiment`), after :func:`check_experiment`."""
+    experiment = load_experiment(config)
+    check_experiment(experiment, config)
+    return experiment
 
 
 def check_experiment(experiment: Experiment, config: dict[str, Any]) -> None:
@@ -55,35 +53,16 @@ def _check_optimizer(optimizer: dict[str, Any], where: str) -> None:
 
 
 def _check_runs(experiment: Experiment, variant: str) -> None:
-    """A variant's runs differ only in lr, weight decay and seed (checked by the schema): its first run
-    stands for all of them."""
-    run = experiment.shards(variant)[0][0]
-    preset = f"presets.{experiment.preset}"
-    of_variant = f" (in the runs of variant {variant}, {run['epochs']} epochs)"
+    """A variant's runs differ only in lr, weight decay and seed (checked by the schema): its first run spec
+    stands for all of them. Its fields come from the preset's settings, but the schedule, which comes from
+    ``presets.<preset>.schedules.<name>``."""
+    (lrs, decays), seeds = experiment.grid(variant), experiment.settings["seeds"]
+    fields = experiment.run_fields(variant, lrs[0], decays[0], seeds[0])
     try:
-        ScheduleSpec.from_dict(run["schedule"]).check_run(run["epochs"])
+        RunSpec.from_dict(fields)
     except ValueError as err:
-        raise ValueError(f"{preset}.schedules.{experiment.variants[variant]['schedule']}: {err}{of_variant}") from None
-    try:
-        check_dataset(run["dataset"], run["dataset_options"], run["batch_size"])
-    except ValueError as err:
-        raise ValueError(f"{preset}.{err}{of_variant}") from None
-
-
-def check_cuda(preset: str, device: str) -> None:
-    """ValueError if the preset asks for ``device: cuda`` and torch, imported here only then, sees no GPU.
-
-    Without torch here (Snakemake run from its own conda environment) nothing is checked: the training
-    jobs check when they start, before they train (:func:`optbench.train.loop.resolve_device`).
-    """
-    if device != "cuda":
-        return
-    try:
-        import torch
-    except ImportError:
-        return
-    if not torch.cuda.is_available():
+        field, _, reason = str(err).partition(": ")
+        key = f"schedules.{experiment.variants[variant]['schedule']}: {reason}" if field == "schedule" else err
         raise ValueError(
-            f"presets.{preset}.device: 'cuda', but torch sees no CUDA device on this machine, where the jobs "
-            "would run; use auto or cpu, or run the jobs on GPU nodes (--profile profiles/slurm)"
-        )
+            f"presets.{experiment.preset}.{key} (in the runs of variant {variant}, {fields['epochs']} epochs)"
+        ) from None

@@ -2,10 +2,8 @@
 
 :func:`load_checked` validates the config against ``workflow/schemas/config.schema.yaml``, with numbers
 that must be finite (YAML's ``.inf`` and ``.nan`` are rejected wherever the schema asks for a number),
-then loads the preset's experiment (:func:`optbench.experiment.preset.load_experiment`, which runs
-:mod:`optbench.experiment.checks`). Every error is a ValueError of one line, the config key first.
-
-Imports the standard library, PyYAML and jsonschema (which Snakemake needs itself), and no torch.
+then loads and checks the preset's experiment (:func:`optbench.experiment.checks.checked_experiment`).
+Every error is a ValueError of one line, the config key first.
 """
 
 from __future__ import annotations
@@ -18,19 +16,23 @@ from typing import Any
 import jsonschema
 import yaml
 
-from optbench.experiment.preset import Experiment, load_experiment
-from optbench.records.record import finite_validator
+from optbench.experiment.checks import checked_experiment
+from optbench.experiment.preset import Experiment
+from optbench.spec.schema import config_schema
+from optbench.validators import finite_validator
 
 
 def load_checked(config: dict[str, Any], schema_path: str | Path) -> Experiment:
     """The experiment of ``config``, after every check that can be made before any job starts."""
     validate_config(config, schema_path)
-    return load_experiment(config)
+    return checked_experiment(config)
 
 
 def validate_config(config: dict[str, Any], schema_path: str | Path) -> None:
     """ValueError ``"<key>: <what is wrong>"`` for the error jsonschema ranks most relevant (``best_match``)."""
-    schema = yaml.load(Path(schema_path).read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    schema = config_schema(
+        yaml.load(Path(schema_path).read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    )
     error = jsonschema.exceptions.best_match(finite_validator(schema).iter_errors(config))
     if error is not None:
         raise ValueError(f"{_key(error.absolute_path)}: {_message(error)}")

@@ -1,8 +1,7 @@
-"""From the workflow's config (variant table x grid x seeds, one preset) to run specs, shards and outputs.
+"""From the workflow's config (variant table x grid x seeds, one preset) to run specs and shards.
 
-Imports nothing but the standard library (and modules of this package that import no more): the
-Snakefile loads it in whatever Python runs Snakemake, and :func:`load_experiment` checks there what a
-training job would reject (:mod:`optbench.experiment.checks`), before any job starts.
+:func:`load_experiment` checks the config's names and axes; what a training job would reject is checked
+by :func:`optbench.experiment.checks.checked_experiment`, which the Snakefile and the command line call.
 """
 
 from __future__ import annotations
@@ -12,9 +11,9 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from optbench.experiment.checks import check_experiment
 from optbench.experiment.stability_maps import StabilityMap, load_stability_maps
 from optbench.experiment.sweeps import Sweep, apply, expand, load_anytime, load_sweeps
+from optbench.spec.run import RunSpec
 from optbench.spec.run_ids import check_distinct
 from optbench.spec.switches import check_renamed
 
@@ -47,12 +46,19 @@ class Experiment:
         grid = self.settings["grids"][self.variants[variant]["grid"]]
         return axis_values(grid["lr"]), axis_values(grid["weight_decay"])
 
-    def runs(self, variant: str) -> list[dict[str, Any]]:
-        """Run spec dicts of one variant, in grid order (lr, then weight decay, then seed)."""
+    def runs(self, variant: str) -> list[RunSpec]:
+        """Run specs of one variant, in grid order (lr, then weight decay, then seed)."""
         lrs, decays = self.grid(variant)
         return [self.run(variant, lr, wd, seed) for lr in lrs for wd in decays for seed in self.settings["seeds"]]
 
-    def run(self, variant: str, lr: float, weight_decay: float, seed: int) -> dict[str, Any]:
+    def run(self, variant: str, lr: float, weight_decay: float, seed: int) -> RunSpec:
+        """The run spec of one cell and seed of a variant; a ValueError names the run spec field a training
+        job would reject (:meth:`RunSpec.check`; :func:`optbench.experiment.checks.check_experiment` says
+        which config key set it)."""
+        return RunSpec.from_dict(self.run_fields(variant, lr, weight_decay, seed))
+
+    def run_fields(self, variant: str, lr: float, weight_decay: float, seed: int) -> dict[str, Any]:
+        """The fields of :meth:`run`'s spec as the config gives them, not yet checked."""
         s, v = self.settings, self.variants[variant]
         spec = {
             "variant": variant,
@@ -70,50 +76,18 @@ class Experiment:
             spec["trace_every"] = s["trace_every"]
         return apply(spec, v)
 
-    def shards(self, variant: str) -> list[list[dict[str, Any]]]:
+    def shards(self, variant: str) -> list[list[RunSpec]]:
         """The variant's runs in jobs of at most ``runs_per_job`` (computed once per variant)."""
         return self._shards[variant]
 
     @cached_property
-    def _shards(self) -> dict[str, list[list[dict[str, Any]]]]:
+    def _shards(self) -> dict[str, list[list[RunSpec]]]:
         n = self.runs_per_job
         shards = {}
         for variant in self.variants:
             runs = self.runs(variant)
             shards[variant] = [runs[i : i + n] for i in range(0, len(runs), n)]
         return shards
-
-    def outputs(self, results: str) -> dict[str, Any]:
-        """Tables and figures made from ``runs.csv`` alone, under the ``results`` directory; ``sweeps`` holds
-        those of the sweeps and ``anytime`` pairs (:mod:`optbench.analysis.sweeps`), none for a preset without."""
-
-        def figure(name: str) -> list[str]:
-            return [f"{results}/figures/{name}.{ext}" for ext in ("png", "pdf")]
-
-        def table(name: str) -> list[str]:
-            return [f"{results}/tables/{name}.{ext}" for ext in ("csv", "md")]
-
-        return {
-            "summary": table("summary"),
-            "improvements": table("improvements"),
-            "memory": table("memory"),
-            "heatmaps": {name: figure(name) for name in self.figures},
-            "learning_curves": figure("learning_curves"),
-            "sweeps": {
-                **(
-                    {
-                        "best_decay": table("best_decay"),
-                        "decay_slopes": table("decay_slopes"),
-                        "best_decay_figure": figure("best_decay"),
-                    }
-                    if self.sweeps
-                    else {}
-                ),
-                **{f"heatmaps_{sweep.key}": figure(f"heatmaps_{sweep.key}") for sweep in self.sweeps},
-                **({"anytime": table("anytime"), "anytime_figure": figure("anytime")} if self.anytime else {}),
-            },
-            "stability_maps": {m.name: m.outputs(table, figure) for m in self.stability_maps},
-        }
 
 
 def axis_values(axis: dict[str, Any]) -> list[float]:
@@ -131,8 +105,7 @@ def load_experiment(config: dict[str, Any]) -> Experiment:
     """The experiment of ``config["preset"]``; a ValueError names an unknown preset, variant, grid or schedule,
     a renamed optimizer key, a bad sweep or ``anytime`` pair (:mod:`optbench.experiment.sweeps`), a reversed grid axis
     or
-    one whose values would share run ids (:mod:`optbench.spec.run_ids`), or anything a training job would reject
-    (:func:`optbench.experiment.checks.check_experiment`). Swept variants are
+    one whose values would share run ids (:mod:`optbench.spec.run_ids`). Swept variants are
     replaced by their rows per value. Figure panels, comparisons and ``anytime`` pairs of variants the preset
     does not run are dropped, and so are the cells of stability maps (:mod:`optbench.experiment.stability_maps`).
     ``variants:
@@ -186,9 +159,7 @@ def load_experiment(config: dict[str, Any]) -> Experiment:
             except ValueError as err:
                 raise ValueError(f"presets.{name}.grids.{grid_name}.{axis}.{err}") from None
     maps = load_stability_maps(config.get("stability_maps", {}), config["variants"], variants)
-    experiment = Experiment(name, settings, variants, figures, tuple(comparisons), sweeps, anytime, maps)
-    check_experiment(experiment, config)
-    return experiment
+    return Experiment(name, settings, variants, figures, tuple(comparisons), sweeps, anytime, maps)
 
 
 def present_panels(panels: list[list[str | None]], variants: Collection[str]) -> list[list[str | None]]:

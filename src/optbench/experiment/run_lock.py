@@ -4,7 +4,6 @@ when the process ends, however it ends.
 Snakemake's own lock (``.snakemake/locks``) is checked, then written: two runs started together both
 find it free, and both run every job. The Snakefile's ``onstart`` takes this lock instead, with
 ``flock``, which one process at most can hold; a killed run leaves nothing stale behind.
-Imports nothing but the standard library.
 """
 
 from __future__ import annotations

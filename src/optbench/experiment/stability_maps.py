@@ -22,8 +22,7 @@ The outputs are the tables ``<name>``, ``<name>_cells``, ``<name>_claims``, ``<n
 and the figures ``<name>_map`` and ``<name>_update_rms`` (:mod:`optbench.report.stability`).
 
 A preset keeps the maps of which it runs some variant, with the columns and rows it runs; cells it does not
-run are left out. Imports nothing but the standard library: the Snakefile loads it through
-:mod:`optbench.experiment.preset`.
+run are left out.
 """
 
 from __future__ import annotations

@@ -11,14 +11,14 @@ Sweepable settings are those of the normalized weight decay
 :math:`\\lambda = \\lambda_{norm} \\sqrt{b / (B T)}` (Loshchilov & Hutter, Appendix B.1) that a
 preset holds fixed otherwise: the budget ``epochs`` (T) and ``train_size`` (B, the
 number of training examples, a dataset option; the test set stays the same).
-
-Imports nothing but the standard library: the Snakefile loads it through :mod:`optbench.experiment.preset`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, NamedTuple
+
+from optbench.spec.values import is_integer
 
 
 class Setting(NamedTuple):
@@ -66,9 +66,7 @@ def load_sweeps(entries: dict[str, dict[str, Any]], chosen: list[str], where: st
         if key not in SETTINGS:
             raise ValueError(f"{where}.{key}: unknown setting; allowed: {', '.join(SETTINGS)}")
         values = entry["values"]
-        if len(set(values)) != len(values) or any(
-            isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in values
-        ):
+        if len(set(values)) != len(values) or any(not is_integer(v) or v < 1 for v in values):
             raise ValueError(f"{where}.{key}.values: must be distinct integers >= 1, got {values!r}")
         for variant in entry["variants"]:
             if variant not in chosen:

@@ -1,7 +1,7 @@
-"""Model registry: ``build_model(name, num_classes=..., input_shape=..., device=...)``.
+"""Model builders: ``build_model(name, num_classes=..., input_shape=..., device=...)``.
 
-Registering a model is one line of ``REGISTRY``; ``workflow/schemas/config.schema.yaml`` lists
-the models a preset can train (those with a dataset), and a test keeps the two equal.
+Adding a model is a line of the catalog (:mod:`optbench.spec.models`: its label and shapes) and one of
+:data:`BUILDERS` here; a test keeps the two equal.
 """
 
 from collections.abc import Callable
@@ -16,33 +16,27 @@ from optbench.models.lm import lm_builder
 from optbench.models.mlp import build_mlp
 from optbench.models.shake_shake import build_shake_shake_26_2x64d
 from optbench.models.transformer import build_transformer_base
+from optbench.spec.models import CATALOG, LM_WIDTHS, MODELS, Model
 
 
 @dataclass(frozen=True)
-class ModelEntry:
-    """A registered model: its builder, display label, and the output size and input shape it is built
-    for on ``dataset`` (None: no dataset here feeds it; it serves parameter accounting only)."""
+class ModelEntry(Model):
+    """A catalogued model (:class:`optbench.spec.models.Model`) with its builder."""
 
     build: Callable[..., nn.Module]
-    label: str
-    num_classes: int
-    input_shape: tuple[int, ...]
-    dataset: str | None
 
 
-REGISTRY = {
-    "cnn": ModelEntry(build_cnn, "MNIST-1D CNN", 10, (1, 40), "mnist1d"),
-    "cnn_bn": ModelEntry(build_cnn_bn, "MNIST-1D CNN with BatchNorm", 10, (1, 40), "mnist1d"),
-    "mlp": ModelEntry(build_mlp, "MNIST-1D MLP", 10, (1, 40), "mnist1d"),
-    "resnet_small": ModelEntry(build_resnet_small, "ResNet-14 small", 10, (3, 32, 32), "cifar10"),
-    "shake_shake_26_2x64d": ModelEntry(build_shake_shake_26_2x64d, "Shake-Shake 26 2x64d", 10, (3, 32, 32), "cifar10"),
-    **{
-        name: ModelEntry(lm_builder(width), f"byte-level decoder LM (2 x {width})", 256, (64,), "text_stdlib")
-        for name, width in (("lm_d8", 8), ("lm_d16", 16), ("lm_d32", 32), ("lm_d64", 64), ("lm_tiny", 128))
-    },
-    "transformer_base": ModelEntry(build_transformer_base, "Transformer-base", 32_000, (256,), None),  # vocabulary 32k
+BUILDERS: dict[str, Callable[..., nn.Module]] = {
+    "cnn": build_cnn,
+    "cnn_bn": build_cnn_bn,
+    "mlp": build_mlp,
+    "resnet_small": build_resnet_small,
+    "shake_shake_26_2x64d": build_shake_shake_26_2x64d,
+    **{name: lm_builder(width) for name, width in LM_WIDTHS.items()},
+    "transformer_base": build_transformer_base,
 }
-MODELS = tuple(REGISTRY)
+#: Every model of the catalog with its builder.
+REGISTRY = {name: ModelEntry(**vars(model), build=BUILDERS[name]) for name, model in CATALOG.items()}
 
 
 def build_model(

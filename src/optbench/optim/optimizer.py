@@ -2,7 +2,6 @@ r"""One optimizer for the AdamW / Adafactor / SGD family, composed from :mod:`.t
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +31,7 @@ from optbench.optim.transforms import (
 )
 from optbench.spec.switches import SWITCHES
 from optbench.spec.switches import defaults as switch_defaults
+from optbench.spec.values import is_finite_number
 
 PER_MODEL_SETTINGS = ("lr", "weight_decay")  # may be (K,) tensors in a stacked group
 
@@ -294,9 +294,7 @@ def _check_settings(s: dict) -> None:
                     f"{name}: a tensor is allowed only in a stacked group, as a finite float "
                     f"vector (K,) >= 0, got {value!r}"
                 )
-        elif not (
-            isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
-        ):
+        elif not (is_finite_number(value) and value >= 0):
             raise ValueError(f"{name}: must be a finite number >= 0, got {value!r}")
     for switch in SWITCHES.values():
         switch.check(s[switch.name])

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,6 +20,8 @@ from typing import TYPE_CHECKING
 import jsonschema
 
 from optbench.atomic import atomic_write_text
+from optbench.spec import schema
+from optbench.validators import finite_validator
 
 if TYPE_CHECKING:
     from optbench.spec.run import RunSpec
@@ -32,24 +33,13 @@ class RecordError(ValueError):
 
 @functools.cache
 def record_schema() -> dict:
-    return json.loads(resources.files("optbench.records").joinpath("schemas/run_record.schema.json").read_text())
+    """The run-record schema, its optimizer block generated from the switch table (:mod:`optbench.spec.schema`)."""
+    text = resources.files("optbench.records").joinpath("schemas/run_record.schema.json").read_text()
+    return schema.record_schema(json.loads(text))
 
 
 #: The record format's version, the schema's ``schema_version`` constant.
 SCHEMA_VERSION: int = record_schema()["properties"]["schema_version"]["const"]
-
-
-def _is_finite_number(checker, instance) -> bool:
-    return isinstance(instance, int | float) and not isinstance(instance, bool) and math.isfinite(instance)
-
-
-def finite_validator(schema: dict) -> jsonschema.protocols.Validator:
-    """A validator of ``schema`` whose "number" type excludes NaN and infinities, which would otherwise pass
-    range checks. The workflow's config is checked with one too. The schemas themselves are checked by
-    ``tests/test_bad_input.py``, not on every use."""
-    base = jsonschema.validators.validator_for(schema)
-    validator = jsonschema.validators.extend(base, type_checker=base.TYPE_CHECKER.redefine("number", _is_finite_number))
-    return validator(schema)
 
 
 @functools.cache

@@ -3,8 +3,8 @@
 A *run record* is the JSON document one training run writes (see :mod:`optbench.records.record`).
 ``runs_table`` flattens records into ``runs.csv`` (dotted column names such as
 ``optimizer.weight_decay_mode``; list values such as ``history`` stored as compact JSON);
-``cell_table`` averages seeds per (variant, lr, weight_decay) cell, the value
-drawn in the heatmaps. Each variant's grid is condensed by :mod:`optbench.analysis.heatmap`.
+:func:`optbench.analysis.cells.cell_statistics` averages seeds per (variant, lr, weight_decay) cell, the
+value drawn in the heatmaps. Each variant's grid is condensed by :mod:`optbench.analysis.heatmap`.
 """
 
 from __future__ import annotations
@@ -12,16 +12,11 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from optbench.atomic import atomic_write
-from optbench.records.checks import check_against, preset_runs
-from optbench.records.record import SCHEMA_VERSION, read_record
-
-if TYPE_CHECKING:
-    from optbench.experiment.preset import Experiment
+from optbench.records.record import SCHEMA_VERSION
 
 STATUSES = ("ok", "diverged")
 REQUIRED_COLUMNS = (
@@ -36,7 +31,6 @@ REQUIRED_COLUMNS = (
     "history",
 )
 SORT_COLUMNS = ["variant", "lr", "weight_decay", "seed"]
-CELL_COLUMNS = ["variant", "lr", "weight_decay"]
 # Text columns whose values may look like numbers (a git commit of digits only, a
 # torch version such as "2.5"): read back as text. Absent columns are ignored.
 TEXT_COLUMNS = {
@@ -95,9 +89,9 @@ def runs_table(records: Iterable[dict]) -> pd.DataFrame:
     return df.sort_values(SORT_COLUMNS, kind="stable", ignore_index=True)
 
 
-def write_table(df: pd.DataFrame, path: str | os.PathLike) -> None:
-    """Write a table (``runs.csv``, or any other) as CSV, atomically."""
-    atomic_write(path, lambda tmp: df.to_csv(tmp, index=False))
+def write_runs(runs: pd.DataFrame, path: str | os.PathLike) -> None:
+    """Write ``runs.csv`` atomically."""
+    atomic_write(path, lambda tmp: runs.to_csv(tmp, index=False))
 
 
 def read_runs(path: str | os.PathLike) -> pd.DataFrame:
@@ -105,45 +99,3 @@ def read_runs(path: str | os.PathLike) -> pd.DataFrame:
     df = pd.read_csv(path, dtype=TEXT_COLUMNS)
     _check_runs(df)
     return df
-
-
-def history(runs: pd.DataFrame) -> pd.DataFrame:
-    """Learning curves of ``runs`` in long form: one row per (run_id, epoch)."""
-    curves = {run_id: pd.DataFrame(json.loads(h)) for run_id, h in zip(runs["run_id"], runs["history"])}
-    return pd.concat(curves, names=["run_id", None]).reset_index(level=0)
-
-
-def cell_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per (variant, lr, weight_decay), the value a heatmap cell shows: ``mean_test_error``
-    and ``std_test_error`` (ddof=1, NaN with one seed) of the final test error over seeds,
-    ``n_seeds`` and ``n_diverged``."""
-    return (
-        runs.assign(diverged=runs["status"].eq("diverged"))
-        .groupby(CELL_COLUMNS, as_index=False)
-        .agg(
-            mean_test_error=("final_test_error", "mean"),
-            std_test_error=("final_test_error", "std"),
-            n_seeds=("seed", "size"),
-            n_diverged=("diverged", "sum"),
-        )
-    )
-
-
-def load_records(paths: Iterable[str | os.PathLike]) -> list[dict]:
-    """Read and validate run-record files; the first bad one stops it, naming the file and its first error."""
-    return [read_record(path) for path in paths]
-
-
-def aggregate(record_paths: Iterable[str | os.PathLike], runs_csv: str | os.PathLike) -> None:
-    """Run-record JSON files -> ``runs.csv``, which a bad record leaves as it was."""
-    write_table(runs_table(load_records(record_paths)), runs_csv)
-
-
-def aggregate_preset(experiment: Experiment, runs_dir: str | os.PathLike, runs_csv: str | os.PathLike) -> None:
-    """Workflow step: the record of every run of ``experiment``'s preset, where its training job wrote it under
-    ``runs_dir``, each checked against the config (:mod:`optbench.records.checks`) -> ``runs.csv``, which a
-    missing or bad record leaves as it was."""
-    paths, runs = preset_runs(experiment, runs_dir)
-    records = load_records(paths)
-    check_against(paths, records, runs, experiment.preset)
-    write_table(runs_table(records), runs_csv)

@@ -1,8 +1,6 @@
 """Figures in the style of Loshchilov & Hutter (2019): lr x weight-decay heatmaps and learning curves.
 
-Figures are built with ``matplotlib.figure.Figure`` directly (no pyplot), so no
-global figure state is kept; PNGs are rendered by Agg. Every output path is
-written atomically and its format follows its suffix (``.png``, ``.pdf``, ...).
+Built and written as :mod:`optbench.report.figures` says, from a runs table (``runs.csv``) in memory.
 """
 
 from __future__ import annotations
@@ -10,8 +8,6 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
-from functools import partial
-from pathlib import Path
 
 import pandas as pd
 from matplotlib import colormaps
@@ -21,25 +17,15 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Circle, Rectangle
 from matplotlib.ticker import MaxNLocator
 
-from optbench.analysis.heatmap import best_cell, best_lambda_slope, row_bests
-from optbench.records.table import atomic_write, cell_table, history
+from optbench.analysis.cells import best_cell, cell_statistics
+from optbench.analysis.curves import best_cell_curve
+from optbench.analysis.heatmap import best_lambda_slope, row_bests
+from optbench.report.figures import CMAP, PANEL_INCHES, log2_label, save_figure, text_colour
 from optbench.report.text import estimate
 
-PANEL_INCHES = (3.2, 3.0)
-CMAP = "viridis_r"  # low error bright, high error (and divergence) dark
-DPI = 200
-METADATA = {"pdf": {"CreationDate": None}}  # per format: savefig's metadata
 ROW_BEST_COLOUR = "red"  # the per-row best weight decay, over viridis
 CURVE_CMAP = "tab10"  # qualitative: one colour per variant ...
 CURVE_STYLES = ("-", "--", ":", "-.")  # ... and a line style per ten variants
-
-
-def save_figure(fig: Figure, out_paths: Sequence[str | os.PathLike]) -> None:
-    """Write ``fig`` to every path, each atomically, in the format named by its suffix; the same figure
-    gives the same bytes (a PDF's creation date is left out, the only part that would differ)."""
-    for path in out_paths:
-        fmt = Path(path).suffix.removeprefix(".")
-        atomic_write(path, partial(fig.savefig, format=fmt, dpi=DPI, metadata=METADATA.get(fmt)))
 
 
 def _check_variants(runs: pd.DataFrame, variants: list[str]) -> None:
@@ -48,19 +34,6 @@ def _check_variants(runs: pd.DataFrame, variants: list[str]) -> None:
     unknown = sorted(set(variants) - set(runs["variant"]))
     if unknown:
         raise ValueError(f"unknown variant(s) {unknown}; runs hold {sorted(runs['variant'].unique())}")
-
-
-def log2_label(value: float) -> str:
-    """Tick label: 2^k for exact powers of two, 0 for zero, else the plain number."""
-    if value > 0 and math.log2(value).is_integer():
-        return f"$2^{{{int(math.log2(value))}}}$"
-    return f"{value:g}"
-
-
-def text_colour(rgba) -> str:
-    """Black or white, whichever reads better on a cell of colour ``rgba``."""
-    luminance = 0.299 * rgba[0] + 0.587 * rgba[1] + 0.114 * rgba[2]
-    return "black" if luminance > 0.5 else "white"
 
 
 def _all_diverged(cells: pd.DataFrame) -> pd.Series:
@@ -147,7 +120,7 @@ def heatmap_figure(
     _check_variants(runs, variants)
     labels = labels or {}
 
-    cells = cell_table(runs)
+    cells = cell_statistics(runs)
     cells = cells[cells["variant"].isin(variants)]
     norm = _colour_norm(cells)
     cmap = colormaps[CMAP].with_extremes(bad="0.85")  # bad: a cell missing from the grid
@@ -173,17 +146,9 @@ def heatmap_figure(
     return fig
 
 
-def _line_style(i: int) -> dict:
+def line_style(i: int) -> dict:
     """Colour and line style of the i-th variant: the 10 colours of tab10, then again with another line style."""
     return {"color": colormaps[CURVE_CMAP](i % 10), "linestyle": CURVE_STYLES[(i // 10) % len(CURVE_STYLES)]}
-
-
-def best_cell_curve(runs: pd.DataFrame, variant: str) -> tuple[float, float, pd.DataFrame]:
-    """The variant's best cell (:func:`optbench.analysis.heatmap.best_cell`), ``(lr, weight_decay, curve)``: per epoch
-    (the index), the ``mean``, ``min`` and ``max`` over the cell's seeds of ``test_error`` and ``train_loss``."""
-    lr, wd, _ = best_cell(runs, variant)
-    in_cell = runs[runs["variant"].eq(variant) & runs["lr"].eq(lr) & runs["weight_decay"].eq(wd)]
-    return lr, wd, history(in_cell).groupby("epoch")[["test_error", "train_loss"]].agg(["mean", "min", "max"])
 
 
 def learning_curves_figure(
@@ -192,7 +157,7 @@ def learning_curves_figure(
     out_paths: Sequence[str | os.PathLike],
     labels: dict[str, str] | None = None,
 ) -> Figure:
-    """Test error and train loss vs epoch at each variant's best cell (:func:`optbench.analysis.heatmap.best_cell`):
+    """Test error and train loss vs epoch at each variant's best cell (:func:`optbench.analysis.cells.best_cell`):
     the mean over the cell's seeds as a line, the range over its seeds (min to max) as a band. The legend
     sits right of the axes."""
     _check_variants(runs, variants)
@@ -202,7 +167,7 @@ def learning_curves_figure(
     error_ax, loss_ax = fig.subplots(1, 2)
     for i, variant in enumerate(variants):
         lr, wd, curve = best_cell_curve(runs, variant)
-        style = _line_style(i)
+        style = line_style(i)
         label = f"{labels.get(variant, variant)} (lr {log2_label(lr)}, wd {log2_label(wd)})"
         for ax, column, scale in ((error_ax, "test_error", 100), (loss_ax, "train_loss", 1)):
             ax.plot(curve.index, scale * curve[(column, "mean")], label=label, linewidth=1.2, **style)

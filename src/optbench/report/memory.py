@@ -16,17 +16,17 @@ from collections.abc import Callable, Iterable, Mapping
 
 import pandas as pd
 
-from optbench.atomic import atomic_write_text
 from optbench.models import REGISTRY, ModelEntry, build_model
-from optbench.optim import make_optimizer, predicted_state_bytes
-from optbench.records.table import write_table
+from optbench.optim.bases import make_optimizer
+from optbench.optim.memory import predicted_state_bytes
+from optbench.report.files import write_table_and_markdown
+from optbench.report.text import format_bytes, markdown_table
 from optbench.spec.run import OptimizerSpec
 
 PARAMETERS = "parameters"
 PARAMETERS_LABEL = "parameters (Adam's state: 2x)"
 MEASURED = "memory.optimizer_state_bytes"
 RUN_COLUMNS = ("variant", "model", MEASURED)
-BYTE_UNITS = ("B", "KiB", "MiB", "GiB")
 
 #: The papers' models, in every table: AdamW's (CIFAR-10) and Adafactor's (translation).
 PAPER_MODELS = ("shake_shake_26_2x64d", "transformer_base")
@@ -115,14 +115,6 @@ def memory_table(
     return table.rename_axis("variant").reset_index()
 
 
-def format_bytes(n: int) -> str:
-    """Bytes in the largest binary unit that keeps the number at least 1: ``1.50 KiB``."""
-    unit = 0
-    while n >= 1024 ** (unit + 1) and unit < len(BYTE_UNITS) - 1:
-        unit += 1
-    return f"{n} B" if unit == 0 else f"{n / 1024**unit:.2f} {BYTE_UNITS[unit]}"
-
-
 def format_ratio(r: float) -> str:
     """Two decimals; two significant digits below 0.01, so a small ratio does not read 0.00."""
     return f"{r:.2f}" if r == 0 or abs(r) >= 0.01 else f"{r:.2g}"
@@ -137,19 +129,13 @@ def _formatter(column: str) -> Callable | None:
     return None
 
 
-def markdown_table(table: pd.DataFrame, formatters: Mapping[str, Callable | None] | None = None) -> str:
-    """A GitHub Markdown table. A column with a formatter is shown through it and right-aligned, one
-    without (None or absent) through ``str`` and left-aligned; a missing value is left empty.
-    Default formatters: bytes in binary units, ratios with 2 decimals."""
-    formatters = formatters if formatters is not None else {column: _formatter(column) for column in table.columns}
-    formatters = {column: formatters.get(column) for column in table.columns}
-    cells = table.apply(lambda column: column.map(formatters[column.name] or str, na_action="ignore")).fillna("")
-    rule = ["---:" if formatter else "---" for formatter in formatters.values()]
-    rows = [list(table.columns), rule, *cells.itertuples(index=False)]
-    return "".join(f"| {' | '.join(row)} |\n" for row in rows)
+def memory_markdown(table: pd.DataFrame) -> str:
+    """:func:`memory_table` as a Markdown table: bytes in binary units, ratios with 2 decimals, both
+    right-aligned; the rest as text."""
+    return markdown_table(table, {column: _formatter(column) for column in table.columns})
 
 
 def write_memory_tables(table: pd.DataFrame, csv_path: str | os.PathLike, md_path: str | os.PathLike) -> None:
-    """The table as CSV (exact bytes) and as Markdown for humans, each written atomically."""
-    write_table(table, csv_path)
-    atomic_write_text(md_path, markdown_table(table))
+    """The table as CSV (exact bytes) and as Markdown for humans (:func:`memory_markdown`), each written
+    atomically."""
+    write_table_and_markdown(table, memory_markdown(table), csv_path, md_path)

@@ -2,26 +2,26 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
 
-from optbench.analysis.heatmap import CONFIDENCE, improvement_table, variant_statistics
+from optbench.analysis.heatmap import variant_statistics
+from optbench.analysis.improvement import improvement_table
 from optbench.analysis.sweeps import anytime, best_decay_fit
-from optbench.atomic import atomic_write_text
+from optbench.experiment.layout import outputs
 from optbench.experiment.preset import Experiment, present_panels
 from optbench.experiment.sweeps import SETTINGS
-from optbench.records.table import read_runs, write_table
+from optbench.records.table import read_runs
 from optbench.report import text as fmt
+from optbench.report.files import write_table_and_markdown
 from optbench.report.heatmaps import heatmap_figure, learning_curves_figure
-from optbench.report.memory import markdown_table, memory_models, memory_table, write_memory_tables
+from optbench.report.memory import memory_models, memory_table, write_memory_tables
 from optbench.report.stability import write_stability_outputs
 from optbench.report.sweeps import anytime_figure, best_decay_figure
-from optbench.spec.schedule import ScheduleSpec
+from optbench.report.text import CI, markdown_table
 
-CI = f"[{100 * CONFIDENCE:g}% CI]"
 IMPROVEMENT_HEADERS = [
     "baseline",
     "candidate",
@@ -73,7 +73,7 @@ def summary_markdown(summary: pd.DataFrame, labels: dict[str, str] | None = None
 
 
 def improvements_markdown(improvements: pd.DataFrame, labels: dict[str, str] | None = None) -> str:
-    """:func:`optbench.analysis.heatmap.improvement_table` for humans: each variant's best cell, the relative
+    """:func:`optbench.analysis.improvement.improvement_table` for humans: each variant's best cell, the relative
     improvement in percent and the difference in percentage points, each with its CI."""
     labels = labels or {}
     rows = [
@@ -95,24 +95,19 @@ def improvements_markdown(improvements: pd.DataFrame, labels: dict[str, str] | N
     return _markdown(rows, left=("baseline", "candidate"), columns=IMPROVEMENT_HEADERS)
 
 
-def _write_tables(table: pd.DataFrame, markdown: str, csv_path: str | os.PathLike, md_path: str | os.PathLike):
-    write_table(table, csv_path)
-    atomic_write_text(md_path, markdown)
-
-
 def write_outputs(runs_csv: str | Path, experiment: Experiment, results: str | Path) -> None:
     """Summary, improvement and memory tables (the preset's model and the papers'), one heatmap figure
     per configured figure, the learning curves, and each stability map's tables and figures
     (:mod:`optbench.report.stability`), of the variants ``runs.csv`` holds."""
     runs = read_runs(runs_csv)
-    out = experiment.outputs(str(results))
+    out = outputs(experiment, results)
     labels = {name: row["label"] for name, row in experiment.variants.items()}
     ran = set(runs["variant"])
     summary = variant_statistics(runs)
-    _write_tables(summary, summary_markdown(summary, labels), *out["summary"])
+    write_table_and_markdown(summary, summary_markdown(summary, labels), *out["summary"])
     pairs = [pair for pair in experiment.comparisons if set(pair) <= ran]
     improvements = improvement_table(runs, pairs)
-    _write_tables(improvements, improvements_markdown(improvements, labels), *out["improvements"])
+    write_table_and_markdown(improvements, improvements_markdown(improvements, labels), *out["improvements"])
     optimizers = {name: {**row["optimizer"], "label": row["label"]} for name, row in experiment.variants.items()}
     models = memory_models([experiment.settings["model"]])
     write_memory_tables(memory_table(optimizers, runs, models), *out["memory"])
@@ -192,7 +187,8 @@ def anytime_markdown(table: pd.DataFrame, labels: dict[str, str]) -> str:
 
 
 def write_sweep_outputs(runs: pd.DataFrame, experiment: Experiment, out: dict, labels: dict[str, str]) -> None:
-    """The outputs of a preset's sweeps (``sweeps`` of :meth:`Experiment.outputs`): per sweep, the heatmaps
+    """The outputs of a preset's sweeps (``sweeps`` of :func:`~optbench.experiment.layout.outputs`): per sweep,
+    the heatmaps
     (a row per swept variant, a column per value); per swept variant, :func:`optbench.analysis.sweeps.best_decay_fit`
     (tables ``best_decay`` and ``decay_slopes``, figure ``best_decay``); per ``anytime`` pair,
     :func:`optbench.analysis.sweeps.anytime` at the restarts' cycle ends (table and figure ``anytime``)."""
@@ -208,8 +204,8 @@ def write_sweep_outputs(runs: pd.DataFrame, experiment: Experiment, out: dict, l
         title = f"One heatmap per {SETTINGS[sweep.key].axis}"
         heatmap_figure(runs, panels, out[f"heatmaps_{sweep.key}"], title=title, labels=labels)
     bests, fits = pd.concat(bests, ignore_index=True), pd.DataFrame(fits)
-    _write_tables(bests, best_decay_markdown(bests), *out["best_decay"])
-    _write_tables(fits, decay_slopes_markdown(fits), *out["decay_slopes"])
+    write_table_and_markdown(bests, best_decay_markdown(bests), *out["best_decay"])
+    write_table_and_markdown(fits, decay_slopes_markdown(fits), *out["decay_slopes"])
     best_decay_figure(bests, fits, out["best_decay_figure"])
     if experiment.anytime:
         _write_anytime(runs, experiment, out, labels)
@@ -227,11 +223,11 @@ def _write_anytime(runs: pd.DataFrame, experiment: Experiment, out: dict, labels
     tables, panels = [], []
     for restarts, cosine in experiment.anytime:
         spec = experiment.runs(restarts)[0]
-        ends = ScheduleSpec.from_dict(spec["schedule"]).cycle_ends(spec["epochs"])
+        ends = spec.schedule.cycle_ends(spec.epochs)
         names = budgets.names(cosine)
         table = anytime(runs, restarts, names, ends)
         tables.append(table.assign(restarts=restarts, cosine=cosine)[["restarts", "cosine", *table.columns]])
         panels.append((restarts, _swept_label(experiment, names), names, ends))
     table = pd.concat(tables, ignore_index=True)
-    _write_tables(table, anytime_markdown(table, labels), *out["anytime"])
+    write_table_and_markdown(table, anytime_markdown(table, labels), *out["anytime"])
     anytime_figure(runs, panels, out["anytime_figure"], labels)

@@ -22,31 +22,26 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from optbench.analysis.heatmap import CONFIDENCE, mean_ci
+from optbench.analysis.bootstrap import mean_ci
+from optbench.analysis.spikes import QUANTILE, WINDOW, spike_table
 from optbench.analysis.stability import (
     BITS,
     CLASSES,
     LARGE_RMS,
-    QUANTILE,
-    WINDOW,
     best_lr,
-    cell_table,
     large_update_fraction,
     length_table,
+    map_cell_table,
     map_runs,
     row_reference,
     row_table,
-    spike_table,
     worse_table,
 )
-from optbench.atomic import atomic_write_text
 from optbench.experiment.stability_maps import StabilityMap
-from optbench.records.table import write_table
 from optbench.report import text as fmt
-from optbench.report.memory import markdown_table
+from optbench.report.files import write_table_and_markdown
 from optbench.report.stability_figures import map_figure, update_rms_figure
-
-CI = f"[{100 * CONFIDENCE:g}% CI]"
+from optbench.report.text import CI, markdown_table
 
 
 def _bits(mean: float, low: float, high: float, n: int) -> str:
@@ -268,10 +263,10 @@ def write_stability_outputs(
     classified = map_runs(runs, smap)
     reference = best_lr(classified, smap.reference)
     rows = row_table(classified, smap, reference)
-    cells = cell_table(classified, smap)
+    cells = map_cell_table(classified, smap)
     worse = worse_table(classified, smap, reference)
     length = length_table(classified, smap)
-    spikes, windows = spike_table(classified, smap)
+    spikes, windows = spike_table(classified, smap.variants)
     tables = {
         "": (rows, rows_markdown(rows, smap, reference)),
         "_cells": (cells, cells_markdown(cells, smap)),
@@ -284,7 +279,6 @@ def write_stability_outputs(
     }
     paths = iter(paths)
     for table, markdown in tables.values():
-        write_table(table, next(paths))
-        atomic_write_text(next(paths), markdown)
+        write_table_and_markdown(table, markdown, next(paths), next(paths))
     map_figure(cells, smap, reference, [next(paths), next(paths)])
     update_rms_figure(classified, smap, reference, windows, [next(paths), next(paths)], labels)

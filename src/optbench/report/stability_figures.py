@@ -23,9 +23,10 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from optbench.analysis.stability import BITS, LOSS, RMS_MAX, RMS_STEP, WINDOW, json_list
+from optbench.analysis.spikes import LOSS, RMS_MAX, RMS_STEP, WINDOW, json_list
+from optbench.analysis.stability import BITS
 from optbench.experiment.stability_maps import StabilityMap
-from optbench.report.heatmaps import CMAP, log2_label, save_figure, text_colour
+from optbench.report.figures import CMAP, log2_label, save_figure, text_colour
 
 MARKS = {"stable": "o", "spiking": "^", "diverged": "x"}
 LN2 = math.log(2)

@@ -12,9 +12,10 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from optbench.analysis.heatmap import CONFIDENCE
+from optbench.analysis.bootstrap import CONFIDENCE
+from optbench.analysis.curves import best_cell_curve
 from optbench.experiment.sweeps import SETTINGS
-from optbench.report.heatmaps import best_cell_curve, log2_label, save_figure
+from optbench.report.figures import log2_label, save_figure
 from optbench.report.text import estimate
 
 LEGEND_TITLE = "line, point: seed mean; band, bar: lowest to highest seed\ndotted: the restarts' cycle ends"

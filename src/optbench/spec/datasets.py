@@ -1,7 +1,7 @@
 """What each dataset accepts, checked without loading it: its options and their defaults, their values, and
 how many training examples an epoch draws from, so that a batch can be checked against them.
 
-Imports nothing but the standard library: the Snakefile checks a preset's data with :func:`check_dataset`
+The Snakefile checks a preset's data with :func:`check_dataset`
 when the config is loaded, before any job starts, and :func:`optbench.data.loaders.load_data` checks with the same
 function before it loads anything. A dataset's entry in :data:`CATALOG` and its loader in
 :mod:`optbench.data.loaders` are added together (``tests/test_bad_input.py`` keeps the two equal).
@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from optbench.spec.values import is_integer, is_number
 
 #: mnist1d's ``train_split``: the first 80% of its signals train, the rest test (4000 and 1000 of 5000).
 MNIST1D_TRAIN_SPLIT = 0.8
@@ -31,7 +33,7 @@ class Dataset:
 
 def _integer(options: dict[str, Any], name: str, low: int, high: int | None = None) -> int:
     value = options[name]
-    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+    if not is_integer(value) or value < low or (high is not None and value > high):
         bound = f"from {low} to {high}" if high is not None else f">= {low}"
         raise ValueError(f"{name}: must be an integer {bound}, got {value!r}")
     return value
@@ -39,7 +41,7 @@ def _integer(options: dict[str, Any], name: str, low: int, high: int | None = No
 
 def _mnist1d(options: dict[str, Any], batch_size: int) -> int:
     num_samples = options["num_samples"]
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 10 or num_samples % 10:
+    if not is_integer(num_samples) or num_samples < 10 or num_samples % 10:
         raise ValueError(f"num_samples: must be a positive multiple of 10, got {num_samples!r}")
     n_train = int(num_samples * MNIST1D_TRAIN_SPLIT)
     if options["train_size"] is None:
@@ -56,7 +58,7 @@ def _text_stdlib(options: dict[str, Any], batch_size: int) -> int:
     for name in ("context", "steps_per_epoch", "eval_windows"):
         _integer(options, name, 1)
     fraction = options["val_fraction"]
-    if isinstance(fraction, bool) or not isinstance(fraction, int | float) or not 0 < fraction < 1:
+    if not is_number(fraction) or not 0 < fraction < 1:
         raise ValueError(f"val_fraction: must be a number in (0, 1), got {fraction!r}")
     sha256 = options["sha256"]
     if not isinstance(sha256, str) or len(sha256) != 64:
@@ -90,7 +92,7 @@ def check_dataset(name: str, options: dict[str, Any], batch_size: int) -> dict[s
         raise ValueError(
             f"dataset_options.{unknown[0]}: unknown option for dataset {name!r}; allowed: {', '.join(dataset.options)}"
         )
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+    if not is_integer(batch_size) or batch_size < 1:
         raise ValueError(f"batch_size: must be an integer >= 1, got {batch_size!r}")
     merged = {**dataset.options, **options}
     try:

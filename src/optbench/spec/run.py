@@ -7,11 +7,12 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from optbench.models import MODELS
 from optbench.spec.datasets import check_dataset
+from optbench.spec.models import MODELS
 from optbench.spec.run_ids import default_run_id
 from optbench.spec.schedule import ScheduleSpec
 from optbench.spec.switches import check_renamed, resolve
+from optbench.spec.values import is_integer, is_number
 
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("float32", "float64")
@@ -110,17 +111,17 @@ class RunSpec:
         _choice("dtype", self.dtype, DTYPES)
         for name in ("epochs", "batch_size"):
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            if not is_integer(value) or value < 1:
                 raise ValueError(f"{name}: must be an integer >= 1, got {value!r}")
         for name in ("lr", "weight_decay"):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < math.inf:
+            if not is_number(value) or not 0 <= value < math.inf:
                 raise ValueError(f"{name}: must be a finite number >= 0, got {value!r}")
         if not isinstance(self.normalized_weight_decay, bool):
             raise ValueError(f"normalized_weight_decay: must be true or false, got {self.normalized_weight_decay!r}")
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
+        if not is_integer(self.seed) or self.seed < 0:
             raise ValueError(f"seed: must be an integer >= 0, got {self.seed!r}")
-        if not isinstance(self.trace_every, int) or isinstance(self.trace_every, bool) or self.trace_every < 0:
+        if not is_integer(self.trace_every) or self.trace_every < 0:
             raise ValueError(f"trace_every: must be an integer >= 0, got {self.trace_every!r}")
         for name in ("variant", "run_id", "preset"):
             value = getattr(self, name)

@@ -4,7 +4,7 @@ Within a preset they are unique by construction: variant names are the keys of a
 unique (the config schema), and :func:`check_distinct` rejects a grid axis with two values that print
 alike (equal to :data:`DIGITS` significant digits) when the config is loaded. The id parses back from
 the right without ambiguity (numbers printed with ``g`` hold neither ``-wd`` nor ``-s``), so distinct
-(variant, cell, seed) give distinct ids. Imports nothing but the standard library.
+(variant, cell, seed) give distinct ids.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Learning-rate schedule specs: what a run's schedule is, checked without building it.
 
 :class:`ScheduleSpec` names a kind and its times in epochs; :mod:`optbench.train.schedules`
-builds the per-batch schedule from it. Imports nothing but the standard library, so the
+builds the per-batch schedule from it. The
 Snakefile checks a preset's schedules with it when the config is loaded, before any job.
 """
 
@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from optbench.spec.values import is_integer, is_number
 
 KINDS = ("fixed", "step", "cosine", "warm_restarts", "inverse_sqrt")
 
@@ -76,9 +78,7 @@ class ScheduleSpec:
             )
         if self.t_0 is not None and not self.t_0 > 0:
             raise ValueError(f"t_0 must be > 0 epochs; got {self.t_0}")
-        if self.cycles is not None and (
-            isinstance(self.cycles, bool) or not isinstance(self.cycles, int) or self.cycles < 1
-        ):
+        if self.cycles is not None and (not is_integer(self.cycles) or self.cycles < 1):
             raise ValueError(f"cycles must be an integer >= 1; got {self.cycles!r}")
         if not self.t_mult >= 1:
             raise ValueError(f"t_mult must be >= 1; got {self.t_mult}")
@@ -148,7 +148,7 @@ def geometric_sum(n: float, ratio: float) -> float:
 
 
 def _number(value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if not is_number(value):
         raise TypeError
     return float(value)
 
@@ -162,6 +162,18 @@ def _integer(value) -> int:
 def _optional(parse: Callable) -> Callable:
     return lambda value: None if value is None else parse(value)
 
+
+#: key -> the JSON schema of its value in the config (:func:`optbench.spec.schema.config_schedule`).
+FIELDS: dict[str, dict] = {
+    "kind": {"enum": list(KINDS)},
+    "milestones": {"type": "array", "items": {"type": "number", "minimum": 0}},
+    "gamma": {"type": "number", "exclusiveMinimum": 0},
+    "t_0": {"type": "number", "exclusiveMinimum": 0},
+    "cycles": {"type": "integer", "minimum": 1},
+    "t_mult": {"type": "number", "minimum": 1},
+    "decay_start": {"type": "number", "exclusiveMinimum": 0, "description": "inverse_sqrt: the epoch the decay starts"},
+    "warmup_epochs": {"type": "number", "minimum": 0},
+}
 
 # key -> (parser, what it accepts), for ScheduleSpec.from_dict.
 _PARSERS: dict[str, tuple[Callable, str]] = {

@@ -3,20 +3,19 @@
 Each :class:`Switch` has a name, the values it takes, its default in each base optimizer
 (``AdamW``, ``Adafactor``, ``SGD``: one column each, in the order of :data:`BASES`) and a
 one-line meaning. The optimizer's defaults and checks, its bases, run specs and the config
-check read this table; ``tests/test_switches.py``
-keeps the optimizer blocks of both JSON schemas equal to it. Adding a switch touches the
+check read this table, and the optimizer blocks of both JSON schemas are generated from it
+(:mod:`optbench.spec.schema`). Adding a switch touches the
 table, the piece that implements it (``optim/transforms.py``, wired in ``optim/optimizer.py``)
 and its test.
-
-Imports nothing but the standard library, so the Snakefile's config check can use it.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from optbench.spec.values import is_finite_number
 
 #: The base optimizers: each is a column of defaults in :data:`SWITCHES`, in this order.
 BASES = ("AdamW", "Adafactor", "SGD")
@@ -82,7 +81,7 @@ class Switch:
             return isinstance(value, bool)
         if self.type is str:
             return value in self.choices
-        if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+        if not is_finite_number(value):
             return False
         return (
             (self.minimum is None or value >= self.minimum)

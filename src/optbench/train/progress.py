@@ -19,8 +19,6 @@ When the job ends, :meth:`Progress.summary` gives one line for the terminal, e.g
     (adamw_cosine-lr0.015625-wd0.000244141-s0)
 
 (one line; the time is the training's, from the first stack's start, without the process's start-up).
-
-Imports nothing but the standard library.
 """
 
 from __future__ import annotations

@@ -1,0 +1,211 @@
+"""The compare rule: a fresh run's runs table against the reference's, the same results within the seed noise?
+
+Per variant of the reference it compares, from :func:`optbench.analysis.heatmap.variant_statistics` of each:
+
+* the best cell: where it lies, and its seed-mean test error (fresh minus reference, percentage points);
+* the claim statistic: the slope of log2 best weight decay on log2 lr, with its seed-bootstrap CI;
+* every cell of the heatmap: the difference of the seed means (:func:`cell_differences`).
+
+Verdict rule. The noise sigma of a variant is the reference's noise floor
+(:func:`optbench.analysis.heatmap.noise_floor`: the median over its cells of the standard deviation over seeds).
+A reference of one seed cannot measure it: sigma is then unknown, and the rule uses
+:data:`FALLBACK_NOISE` instead, and says so. The tolerance is ``Z`` standard deviations of the difference
+of two seed means, ``Z * sigma * sqrt(1 / n_fresh + 1 / n_reference)`` with n the seeds of each. A variant
+agrees when
+
+1. the fresh run has every cell of the reference's heatmap;
+2. its best cell's error differs from the reference's by at most the tolerance;
+3. the median over the cells of the absolute difference is at most the tolerance (a shift of the whole
+   heatmap, which the best cell alone could miss);
+4. where the reference's slope has a CI (two seeds or more), the fresh slope's CI (or the slope itself,
+   when it has none) overlaps it. With one seed in the reference, or too few near-best lr rows for a
+   slope in the fresh run, the slope is reported, not checked.
+
+The run agrees when every variant of the reference does; the comparison lists what does not. Variants
+that only the fresh run has are named, and not compared. :mod:`optbench.report.compare` writes the
+comparison (``snakemake compare``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from optbench.analysis.cells import CELL_COLUMNS, cell_statistics
+from optbench.analysis.heatmap import variant_statistics
+
+# The seed standard deviation assumed for a reference of one seed: the largest noise floor of the
+# 3-seed reproduce reference (AdamW with the fixed schedule, 2.4 pp; results/reference/reproduce).
+FALLBACK_NOISE = 0.024
+Z = 2.0
+
+COLUMNS = [
+    "variant",
+    "agrees",
+    "reasons",
+    "reference_seeds",
+    "fresh_seeds",
+    "noise",
+    "noise_source",
+    "tolerance_pp",
+    "reference_best_error",
+    "reference_best_lr",
+    "reference_best_weight_decay",
+    "fresh_best_error",
+    "fresh_best_lr",
+    "fresh_best_weight_decay",
+    "best_difference_pp",
+    "reference_slope",
+    "reference_slope_ci_low",
+    "reference_slope_ci_high",
+    "fresh_slope",
+    "fresh_slope_ci_low",
+    "fresh_slope_ci_high",
+    "slope_check",
+    "cells",
+    "cells_missing",
+    "median_abs_difference_pp",
+    "max_abs_difference_pp",
+    "cells_beyond_tolerance",
+]
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """:func:`compare_runs`' result: ``table`` has a row per variant of the reference (columns ``COLUMNS``),
+    ``cells`` a row per cell of either run (:func:`cell_differences`); ``only_fresh`` names the variants
+    the reference lacks."""
+
+    table: pd.DataFrame
+    cells: pd.DataFrame
+    only_fresh: list[str] = field(default_factory=list)
+
+    @property
+    def agrees(self) -> bool:
+        return bool(self.table["agrees"].all())
+
+    def problems(self) -> list[str]:
+        """One line per variant that does not agree: its name and every reason."""
+        return [f"{r.variant}: {r.reasons}" for r in self.table.itertuples(index=False) if not r.agrees]
+
+
+def cell_differences(fresh: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
+    """One row per (variant, lr, weight_decay) cell of either run: the seed means ``reference_error`` and
+    ``fresh_error`` (NaN where the run lacks the cell) and ``difference_pp``, fresh minus reference."""
+    means = [cell_statistics(runs).set_index(CELL_COLUMNS)["mean_test_error"] for runs in (reference, fresh)]
+    cells = pd.concat(means, axis=1, keys=["reference_error", "fresh_error"]).reset_index()
+    return cells.assign(difference_pp=100 * (cells["fresh_error"] - cells["reference_error"]))
+
+
+def _noise(reference: pd.Series) -> tuple[float, str]:
+    """The variant's seed noise sigma, and where it comes from (module docstring)."""
+    if reference["n_seeds"] >= 2 and math.isfinite(reference["noise_floor"]):
+        return float(reference["noise_floor"]), f"the reference's noise floor ({reference['n_seeds']} seeds)"
+    return FALLBACK_NOISE, "unknown (one seed in the reference): FALLBACK_NOISE"
+
+
+def _interval(row: pd.Series) -> tuple[float, float]:
+    """A slope's CI, or the slope itself as a point where it has none."""
+    low, high = row["slope_ci_low"], row["slope_ci_high"]
+    return (low, high) if math.isfinite(low) and math.isfinite(high) else (row["slope"], row["slope"])
+
+
+def slope_check(reference: pd.Series, fresh: pd.Series) -> str:
+    """``agrees`` or ``differs`` (rule 4 of the module docstring), or ``not checked: <why>``."""
+    if not (math.isfinite(reference["slope_ci_low"]) and math.isfinite(reference["slope_ci_high"])):
+        return f"not checked: {reference['slope_reason'] or 'no interval'} in the reference"
+    if not math.isfinite(fresh["slope"]):  # too few near-best rows: as some of the reference's resamples may have
+        return f"not checked: {fresh['slope_reason']} in the fresh run"
+    (ref_low, ref_high), (low, high) = _interval(reference), _interval(fresh)
+    return "agrees" if low <= ref_high and ref_low <= high else "differs"
+
+
+def _two_decimals(x: float) -> str:
+    return f"{x + 0.0:.2f}" if round(x, 2) else "0.00"  # no minus sign on zero
+
+
+def _slope_text(row: pd.Series) -> str:
+    """A slope as a reason quotes it, in the tables' form (:func:`optbench.report.text.estimate`):
+    ``-0.95 [-1.10, -0.80]``, ``-0.95, CI n/a (1 seed)``, or ``n/a (<why>)``."""
+    slope, low, high = row["slope"], row["slope_ci_low"], row["slope_ci_high"]
+    if not math.isfinite(slope):
+        return f"n/a ({row['slope_reason']})"
+    if math.isfinite(low) and math.isfinite(high):
+        return f"{_two_decimals(slope)} [{_two_decimals(low)}, {_two_decimals(high)}]"
+    return f"{_two_decimals(slope)}, CI n/a" + (" (1 seed)" if row["n_seeds"] < 2 else "")
+
+
+def _variant_row(variant: str, reference: pd.Series, fresh: pd.Series | None, cells: pd.DataFrame) -> dict:
+    """One row of the comparison table (``COLUMNS``), with the reasons it does not agree."""
+    noise, source = _noise(reference)
+    row = {
+        "variant": variant,
+        "reference_seeds": int(reference["n_seeds"]),
+        "noise": noise,
+        "noise_source": source,
+        "reference_best_error": reference["best_test_error"],
+        "reference_best_lr": reference["best_lr"],
+        "reference_best_weight_decay": reference["best_weight_decay"],
+        "reference_slope": reference["slope"],
+        "reference_slope_ci_low": reference["slope_ci_low"],
+        "reference_slope_ci_high": reference["slope_ci_high"],
+    }
+    if fresh is None:
+        return {**row, "agrees": False, "reasons": "not in the fresh run"}
+    tolerance = 100 * Z * noise * math.sqrt(1 / fresh["n_seeds"] + 1 / reference["n_seeds"])
+    shared = cells.dropna(subset=["reference_error", "fresh_error"])
+    missing = int((cells["reference_error"].notna() & cells["fresh_error"].isna()).sum())
+    differences = shared["difference_pp"].abs()
+    best_difference = 100 * (fresh["best_test_error"] - reference["best_test_error"])
+    median = float(differences.median()) if len(differences) else math.nan
+    check = slope_check(reference, fresh)
+    reasons = []
+    if missing:
+        reasons.append(f"{missing} of the reference's {missing + len(shared)} cells missing in the fresh run")
+    if not abs(best_difference) <= tolerance:
+        reasons.append(f"best test error {best_difference:+.1f} pp, beyond the tolerance of {tolerance:.1f} pp")
+    if not median <= tolerance:
+        reasons.append(f"median cell difference {median:.1f} pp, beyond the tolerance of {tolerance:.1f} pp")
+    if check == "differs":
+        reasons.append(f"slope {_slope_text(fresh)}, the reference's {_slope_text(reference)}")
+    return {
+        **row,
+        "agrees": not reasons,
+        "reasons": "; ".join(reasons),
+        "fresh_seeds": int(fresh["n_seeds"]),
+        "tolerance_pp": tolerance,
+        "fresh_best_error": fresh["best_test_error"],
+        "fresh_best_lr": fresh["best_lr"],
+        "fresh_best_weight_decay": fresh["best_weight_decay"],
+        "best_difference_pp": best_difference,
+        "fresh_slope": fresh["slope"],
+        "fresh_slope_ci_low": fresh["slope_ci_low"],
+        "fresh_slope_ci_high": fresh["slope_ci_high"],
+        "slope_check": check,
+        "cells": len(shared),
+        "cells_missing": missing,
+        "median_abs_difference_pp": median,
+        "max_abs_difference_pp": float(differences.max()) if len(differences) else math.nan,
+        "cells_beyond_tolerance": int((differences > tolerance).sum()),
+    }
+
+
+def compare_runs(fresh: pd.DataFrame, reference: pd.DataFrame, **options) -> Comparison:
+    """The fresh run's runs table against the reference's (module docstring); ``options`` go to
+    :func:`optbench.analysis.heatmap.variant_statistics`, for both."""
+    stats = [variant_statistics(runs, **options).set_index("variant", drop=False) for runs in (fresh, reference)]
+    fresh_stats, reference_stats = stats
+    cells = cell_differences(fresh, reference)
+    rows = [
+        _variant_row(
+            variant,
+            reference_stats.loc[variant],
+            fresh_stats.loc[variant] if variant in fresh_stats.index else None,
+            cells[cells["variant"].eq(variant)],
+        )
+        for variant in reference_stats.index
+    ]
+    only_fresh = sorted(set(fresh_stats.index) - set(reference_stats.index))
+    return Comparison(pd.DataFrame(rows, columns=COLUMNS), cells, only_fresh)

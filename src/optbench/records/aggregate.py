@@ -1,0 +1,34 @@
+"""The aggregation step: run records -> ``runs.csv``, each record read, validated and, for a preset, checked
+against its run spec first; a missing or bad record stops it, naming the file, and leaves ``runs.csv`` as
+it was."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+
+from optbench.experiment.layout import record_paths
+from optbench.experiment.preset import Experiment
+from optbench.records.checks import check_against
+from optbench.records.record import read_record
+from optbench.records.table import runs_table, write_runs
+
+
+def load_records(paths: Iterable[str | os.PathLike]) -> list[dict]:
+    """Read and validate run-record files; the first bad one stops it, naming the file and its first error."""
+    return [read_record(path) for path in paths]
+
+
+def aggregate(paths: Iterable[str | os.PathLike], runs_csv: str | os.PathLike) -> None:
+    """Run-record JSON files -> ``runs.csv``."""
+    write_runs(runs_table(load_records(paths)), runs_csv)
+
+
+def aggregate_preset(experiment: Experiment, runs_dir: str | os.PathLike, runs_csv: str | os.PathLike) -> None:
+    """The record of every run of ``experiment``'s preset, where its training job wrote it under ``runs_dir``
+    (:func:`optbench.experiment.layout.record_paths`), each checked against its run spec
+    (:mod:`optbench.records.checks`) -> ``runs.csv``."""
+    paths, specs = record_paths(experiment, runs_dir)
+    records = load_records(paths)
+    check_against(paths, records, specs, experiment.preset)
+    write_runs(runs_table(records), runs_csv)

@@ -1,0 +1,45 @@
+"""What every figure shares: the panel size, the colour map of errors and losses, tick labels, the colour of a
+cell's text, and writing a figure to its files.
+
+Figures are built with ``matplotlib.figure.Figure`` directly (no pyplot), so no global figure state is kept;
+PNGs are rendered by Agg. Every output path is written atomically and its format follows its suffix (``.png``,
+``.pdf``, ...).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from functools import partial
+from pathlib import Path
+
+from matplotlib.figure import Figure
+
+from optbench.atomic import atomic_write
+
+PANEL_INCHES = (3.2, 3.0)  # one heatmap panel
+CMAP = "viridis_r"  # low error bright, high error (and divergence) dark
+DPI = 200
+METADATA = {"pdf": {"CreationDate": None}}  # per format: savefig's metadata
+
+
+def save_figure(fig: Figure, out_paths: Sequence[str | os.PathLike]) -> None:
+    """Write ``fig`` to every path, each atomically, in the format named by its suffix; the same figure
+    gives the same bytes (a PDF's creation date is left out, the only part that would differ)."""
+    for path in out_paths:
+        fmt = Path(path).suffix.removeprefix(".")
+        atomic_write(path, partial(fig.savefig, format=fmt, dpi=DPI, metadata=METADATA.get(fmt)))
+
+
+def log2_label(value: float) -> str:
+    """Tick label: 2^k for exact powers of two, 0 for zero, else the plain number."""
+    if value > 0 and math.log2(value).is_integer():
+        return f"$2^{{{int(math.log2(value))}}}$"
+    return f"{value:g}"
+
+
+def text_colour(rgba) -> str:
+    """Black or white, whichever reads better on a cell of colour ``rgba``."""
+    luminance = 0.299 * rgba[0] + 0.587 * rgba[1] + 0.114 * rgba[2]
+    return "black" if luminance > 0.5 else "white"

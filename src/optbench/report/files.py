@@ -1,0 +1,22 @@
+"""Writing a report's tables: each as CSV (exact numbers) and, for humans, as Markdown; every file atomically."""
+
+from __future__ import annotations
+
+import os
+
+import pandas as pd
+
+from optbench.atomic import atomic_write, atomic_write_text
+
+
+def write_table(df: pd.DataFrame, path: str | os.PathLike) -> None:
+    """Write a table as CSV (without the index), atomically."""
+    atomic_write(path, lambda tmp: df.to_csv(tmp, index=False))
+
+
+def write_table_and_markdown(
+    table: pd.DataFrame, markdown: str, csv_path: str | os.PathLike, md_path: str | os.PathLike
+) -> None:
+    """``table`` as CSV to ``csv_path`` and its Markdown form, ``markdown``, to ``md_path``."""
+    write_table(table, csv_path)
+    atomic_write_text(md_path, markdown)
