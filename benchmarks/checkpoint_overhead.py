@@ -37,7 +37,8 @@ def quick_stack(data_dir: str, epochs: int | None) -> list[RunSpec]:
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
     config["preset"] = "quick"
     runs = load_experiment(config).shards("adamw_cosine")[0][:MAX_STACK]
-    return [RunSpec.from_dict({**run, "data_dir": data_dir, **({"epochs": epochs} if epochs else {})}) for run in runs]
+    extra = {"data_dir": data_dir, **({"epochs": epochs} if epochs else {})}
+    return [RunSpec.from_dict({**run.to_dict(), **extra}) for run in runs]
 
 
 class TimedSaves:

@@ -49,7 +49,7 @@ def preset_spec(variant: str, data_dir: str) -> RunSpec:
     config["preset"] = "adafactor"
     experiment = load_experiment(config)
     lr, weight_decay = (axis[0] for axis in experiment.grid(variant))
-    return RunSpec.from_dict({**experiment.run(variant, lr, weight_decay, 0), "data_dir": data_dir})
+    return RunSpec.from_dict({**experiment.run(variant, lr, weight_decay, 0).to_dict(), "data_dir": data_dir})
 
 
 class TimedTrace(Trace):

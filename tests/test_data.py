@@ -257,4 +257,4 @@ def test_training_jobs_do_not_import_torchvision_or_mnist1d():
 
 
 def test_every_catalogued_dataset_has_a_loader():
-    assert sorted(data._LOADERS) == sorted(DATASETS)
+    assert sorted(data.LOADERS) == sorted(DATASETS)

@@ -10,7 +10,7 @@ def check_cuda(preset: str, device: str) -> None:
     """ValueError if the preset asks for ``device: cuda`` and torch, imported here only then, sees no GPU.
 
     Without torch here (Snakemake run from its own conda environment) nothing is checked: the training
-    jobs check when they start, before they train (:func:`optbench.train.loop.resolve_device`).
+    jobs check when they start, before they train (:func:`optbench.train.build.resolve_device`).
     """
     if device != "cuda":
         return
