@@ -28,8 +28,8 @@ sys.path.insert(0, str(ROOT / "src"))
 from optbench.experiment.preset import load_experiment  # noqa: E402
 from optbench.spec.run import RunSpec  # noqa: E402
 from optbench.train import checkpoints  # noqa: E402
-from optbench.train.job import MAX_STACK, reuse_freed_memory  # noqa: E402
-from optbench.train.loop import train_together  # noqa: E402
+from optbench.train.job import reuse_freed_memory  # noqa: E402
+from optbench.train.loop import MAX_STACK, train_together  # noqa: E402
 
 
 def quick_stack(data_dir: str, epochs: int | None) -> list[RunSpec]:

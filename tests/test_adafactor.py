@@ -10,8 +10,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from test_models import one_thread  # noqa: F401  (an autouse fixture: one thread in this module too)
-from test_workflow import copy_workflow, snakemake
+from workflow_copy import copy_workflow, snakemake
 
 from optbench.analysis.spikes import onsets, spike_steps, spike_table
 from optbench.analysis.stability import boundary, map_runs, outcome, row_table, verdict
@@ -23,8 +22,9 @@ from optbench.records.aggregate import aggregate
 from optbench.records.record import read_record, validate_record
 from optbench.report.outputs import write_outputs
 from optbench.spec.run import RunSpec
-from optbench.train.job import train_many
-from optbench.train.loop import train
+from optbench.train.loop import train, train_many
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,11 +33,6 @@ def config(preset):
     c = yaml.safe_load((ROOT / "config.yaml").read_text())
     c["preset"] = preset
     return c
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return str(tmp_path_factory.mktemp("data"))
 
 
 # --- the rows against the paper's own definitions ------------------------------------------------------------

@@ -20,8 +20,8 @@ import jsonschema
 import pytest
 import yaml
 from fake_records import make_record
-from test_trainer import spec_dict
-from test_workflow import copy_workflow, snakemake
+from run_specs import spec_dict
+from workflow_copy import copy_workflow, snakemake
 
 from optbench.__main__ import main
 from optbench.atomic import atomic_write_text

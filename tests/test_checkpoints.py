@@ -12,12 +12,14 @@ import time
 
 import pytest
 import torch
-from test_trainer import data_dir, spec_dict  # noqa: F401  (data_dir is a fixture)
+from run_specs import spec_dict
 
 from optbench.spec.run import RunSpec
 from optbench.train import checkpoints
 from optbench.train.loop import train_together
 from optbench.train.progress import Progress
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 # Fields that describe the process rather than the training (optbench.train.checkpoints).
 PROCESS_FIELDS = ("timing",)
@@ -87,7 +89,7 @@ def kill_and_resume(tmp_path, specs, stop_at, *stack):
     return records(tmp_path / "reference"), records(out), resumed
 
 
-def test_killed_single_run_resumes_bit_for_bit(tmp_path, data_dir):  # noqa: F811
+def test_killed_single_run_resumes_bit_for_bit(tmp_path, data_dir):
     spec = spec_dict(data_dir, epochs=4, dataset_options={"num_samples": 1000})
     reference, resumed, run = kill_and_resume(tmp_path, [spec], "stack000.pt")
     assert resumed == reference and len(resumed) == 1
@@ -96,7 +98,7 @@ def test_killed_single_run_resumes_bit_for_bit(tmp_path, data_dir):  # noqa: F81
 
 
 @pytest.mark.slow
-def test_killed_stacked_shard_resumes_bit_for_bit(tmp_path, data_dir):  # noqa: F811
+def test_killed_stacked_shard_resumes_bit_for_bit(tmp_path, data_dir):
     """Two stacks of cnn_bn (BatchNorm statistics); the job is killed in the second, so the first is restored
     from its last checkpoint with its records gone. The first holds a run that diverges at once (the diverged
     set), the second Adafactor (factored moments) with a trace."""
@@ -112,22 +114,13 @@ def test_killed_stacked_shard_resumes_bit_for_bit(tmp_path, data_dir):  # noqa: 
     assert run.stderr.count("resuming from checkpoint") == 2
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """In-process training on one thread, as the jobs above: two threads on a busy 2-core machine spin."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def specs(directory, **overrides):
     cells = [(2**-8, 2**-10), (2**-6, 2**-8)]
     fields = {"epochs": 2, "dataset_options": {"num_samples": 1000}, **overrides}
     return [RunSpec.from_dict(spec_dict(directory, lr=lr, weight_decay=wd, **fields)) for lr, wd in cells]
 
 
-def test_a_finished_checkpoint_gives_the_records_without_training(tmp_path, data_dir, caplog):  # noqa: F811
+def test_a_finished_checkpoint_gives_the_records_without_training(tmp_path, data_dir, caplog):
     path = tmp_path / "stack000.pt"
     first = list(train_together(specs(data_dir), stacked=True, checkpoint=path))
     with caplog.at_level(logging.INFO, logger="optbench"):
@@ -136,7 +129,7 @@ def test_a_finished_checkpoint_gives_the_records_without_training(tmp_path, data
     assert "2 epoch(s) done" in caplog.text and "epoch 1/2" not in caplog.text
 
 
-def test_a_checkpoint_of_other_specs_is_ignored(tmp_path, data_dir, caplog):  # noqa: F811
+def test_a_checkpoint_of_other_specs_is_ignored(tmp_path, data_dir, caplog):
     path = tmp_path / "stack000.pt"
     list(train_together(specs(data_dir), stacked=True, checkpoint=path))
     other = specs(data_dir, seed=1)
@@ -147,7 +140,7 @@ def test_a_checkpoint_of_other_specs_is_ignored(tmp_path, data_dir, caplog):  # 
     assert list(map(comparable, resumed)) == list(map(comparable, fresh))
 
 
-def test_an_unreadable_checkpoint_is_ignored(tmp_path, data_dir, caplog):  # noqa: F811
+def test_an_unreadable_checkpoint_is_ignored(tmp_path, data_dir, caplog):
     path = tmp_path / "stack000.pt"
     path.write_bytes(b"not a checkpoint")
     with caplog.at_level(logging.INFO, logger="optbench"):
@@ -160,7 +153,7 @@ class Stop(Exception):
     """Ends a training loop right after its first checkpoint, as a kill would."""
 
 
-def test_resume_continues_the_global_random_stream(tmp_path, data_dir, monkeypatch):  # noqa: F811
+def test_resume_continues_the_global_random_stream(tmp_path, data_dir, monkeypatch):
     """A model that draws from torch's global generator while training (dropout here, Shake-Shake's branch
     weights in the paper preset) trains on from where the stream was, whatever drew from it in between."""
     import optbench.train.build

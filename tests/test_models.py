@@ -7,6 +7,8 @@ from optbench.models.shake_shake import shake
 from optbench.models.transformer import TransformerBase
 from optbench.spec.models import CATALOG
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 INPUT_SHAPES = {
     "cnn": (1, 40),
     "cnn_bn": (1, 40),
@@ -24,15 +26,6 @@ SEQUENCE_MODELS = (
     "lm_d64",
     "lm_tiny",
 )  # token ids in, a prediction per position out
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small CPU forwards gain nothing from threads and slow down many-fold when cores are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_every_catalogued_model_has_a_builder_and_a_known_dataset():

@@ -4,16 +4,10 @@ import itertools
 
 import pytest
 import torch
+from optim_params import make_params
 
 from optbench.optim import SGD, Adafactor, AdamW, AdaptiveOptimizer, predicted_state_bytes, state_bytes
 from optbench.spec.switches import defaults
-
-SHAPES = [(7,), (5, 3), (4, 3, 3, 3)]  # bias, linear, conv
-
-
-def make_params(dtype=torch.float64, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return [torch.randn(s, dtype=dtype, generator=g) for s in SHAPES]
 
 
 def run(opt, params, steps, seed=1, scheduler=None, each_step=None):

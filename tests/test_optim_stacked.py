@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from test_optim import SHAPES, make_params
+from optim_params import SHAPES, make_params
 
 from optbench.optim import SGD, Adafactor, AdamW, predicted_state_bytes, state_bytes
 

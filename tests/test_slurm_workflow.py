@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from workflow_copy import copy_workflow
 
 from optbench.records.record import read_record
 
@@ -35,24 +35,12 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 OVERLAY = ROOT / "tests" / "slurm-ci"
-WORKFLOW_FILES = ["Snakefile", "config.yaml", "workflow", "src", "envs", "profiles"]
 PROFILE_ARGS = ["--profile", "profiles/slurm", "--profile", str(OVERLAY)]
 #: an idle 2-core machine needs about a minute per run; generous for slow CI runners
 SNAKEMAKE_TIMEOUT_S = float(os.environ.get("OPTBENCH_SLURM_WORKFLOW_TIMEOUT", "420"))
 
 SUBMITTED_RE = re.compile(r"^Job (\d+) has been submitted with SLURM jobid (\d+) \(log: (.+)\)\.$", re.MULTILINE)
 RUN_ID_RE = re.compile(r"^SLURM run ID: (\S+)$", re.MULTILINE)
-
-
-def copy_workflow(dest: Path) -> Path:
-    """The workflow files into dest (as tests/test_workflow.py does)."""
-    for name in WORKFLOW_FILES:
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-        else:
-            shutil.copy2(src, dest / name)
-    return dest
 
 
 def smoke_settings() -> dict:

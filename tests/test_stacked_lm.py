@@ -5,14 +5,15 @@ import copy
 
 import pytest
 import torch
-from test_models import one_thread  # noqa: F401  (an autouse fixture: one thread in this module too)
-from test_stacking import assert_same_records
+from run_specs import assert_same_records
 
 from optbench.models import build_model
 from optbench.models.lm import DecoderLM
 from optbench.spec.run import RunSpec
 from optbench.train.loop import train, train_together
 from optbench.train.stacking import StackedModels, can_stack
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 # Adafactor (row O) divides a gradient that is zero but for rounding, the attention keys' bias (softmax ignores a
 # shift of every key), by its own RMS (eps1 = 1e-30): that noise becomes a full step, another one stacked than
@@ -25,11 +26,6 @@ ROWS = {  # Table 2's rows A, B, H, L and O (docs/adafactor.md), each with its o
     "L": {"base": "AdamW", "beta1": 0.0, "factored": True, "beta2_decay": 0.8},
     "O": {"base": "Adafactor"},
 }
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return str(tmp_path_factory.mktemp("data"))
 
 
 def lm_specs(data_dir, optimizer, dtype, lrs=(2**-8, 2**-6, 2**-4), **overrides):

@@ -8,14 +8,12 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from test_trainer import data_dir, spec_dict  # noqa: F401  (data_dir is a fixture)
+from run_specs import assert_same_records, spec_dict
 
 from optbench.models import build_model
 from optbench.optim import AdamW
-from optbench.records.record import validate_record
 from optbench.spec.run import RunSpec
-from optbench.train.job import stack_key, train_many
-from optbench.train.loop import train, train_together
+from optbench.train.loop import stack_key, train, train_many, train_together
 from optbench.train.stacking import StackedModels, can_stack
 
 CELLS = [(2**-9, 2**-12), (2**-8, 2**-10), (2**-7, 2**-8), (2**-6, 2**-6), (2**-5, 2**-4), (2**-4, 2**-9)]
@@ -29,8 +27,6 @@ OPTIMIZERS = {
     "adamw_factored_clip_relative": {"base": "AdamW", "factored": True, "clip_threshold": 1.0, "relative_step": True},
 }
 NORMALIZED = {"adamw_factored_clip_relative"}  # trained with normalized weight decay
-# tolerance on losses and decays, and on test errors in test samples
-PRECISION = {"float64": (1e-10, 0), "float32": (1e-4, 1)}
 EPOCHS = {"float64": 1, "float32": 2}  # float64 convolutions on CPU are slow (no oneDNN kernels)
 
 
@@ -51,31 +47,9 @@ def shard(directory, optimizer, dtype, cells=CELLS, **overrides):
     ]
 
 
-def assert_same_records(stacked, alone, dtype, test_items=200, tol=None):
-    """``test_items``: the test set's size (200 MNIST-1D test signals by default), for the test errors' tolerance;
-    ``tol``: on losses and decays, instead of the dtype's."""
-    tol, samples = (tol or PRECISION[dtype][0]), PRECISION[dtype][1]
-    error_tol = samples / test_items + 1e-12
-    for s, a in zip(stacked, alone, strict=True):
-        validate_record(s)
-        assert s["timing"]["stacked_models"] == len(stacked) and a["timing"]["stacked_models"] == 1
-        assert (s["run_id"], s["status"], len(s["history"])) == (a["run_id"], a["status"], len(a["history"]))
-        assert s["memory"]["optimizer_state_bytes"] == a["memory"]["optimizer_state_bytes"]
-        assert s["memory"]["parameter_bytes"] == a["memory"]["parameter_bytes"]
-        assert s["weight_decay_applied"] == pytest.approx(a["weight_decay_applied"], rel=tol)
-        for i, (hs, ha) in enumerate(zip(s["history"], a["history"], strict=True)):
-            if a["status"] == "diverged" and i == len(a["history"]) - 1:
-                assert (hs["train_loss"] is None) == (ha["train_loss"] is None)  # past the bound, or not finite
-            else:
-                assert hs["train_loss"] == pytest.approx(ha["train_loss"], rel=tol, abs=tol)
-            assert hs["test_error"] == pytest.approx(ha["test_error"], abs=error_tol)
-            assert hs["weight_decay"] == pytest.approx(ha["weight_decay"], rel=tol)
-            assert hs["lr_multiplier"] == ha["lr_multiplier"]
-
-
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("name", OPTIMIZERS)
-def test_stacked_shard_matches_one_run_at_a_time(data_dir, name, dtype):  # noqa: F811
+def test_stacked_shard_matches_one_run_at_a_time(data_dir, name, dtype):
     specs = shard(data_dir, OPTIMIZERS[name], dtype, epochs=EPOCHS[dtype], normalized_weight_decay=name in NORMALIZED)
     stacked = list(train_together(specs, stacked=True, quiet=True))
     alone = [train(spec, quiet=True) for spec in specs]
@@ -85,7 +59,7 @@ def test_stacked_shard_matches_one_run_at_a_time(data_dir, name, dtype):  # noqa
 # cnn_bn in float32: over 3 epochs the runs alone drift from float64 as far as the stacked ones (up to 3e-3 in
 # loss at lr 2^-7, against 1e-4 stacked), past PRECISION's float32 tolerance; stacking is checked in float64.
 @pytest.mark.parametrize("model,dtype", [("cnn", "float64"), ("cnn", "float32"), ("cnn_bn", "float64")])
-def test_a_diverging_cell_leaves_the_others_alone(data_dir, model, dtype):  # noqa: F811
+def test_a_diverging_cell_leaves_the_others_alone(data_dir, model, dtype):
     cells = [*CELLS[:5], (1e6, 2**-8)]
     specs = shard(data_dir, {"base": "AdamW"}, dtype, cells=cells, epochs=3, schedule={"kind": "fixed"}, model=model)
     stacked = list(train_together(specs, stacked=True, quiet=True))
@@ -95,7 +69,7 @@ def test_a_diverging_cell_leaves_the_others_alone(data_dir, model, dtype):  # no
     assert_same_records(stacked, alone, dtype)
 
 
-def test_train_many_stacks_what_it_can_and_writes_every_record(tmp_path, data_dir):  # noqa: F811
+def test_train_many_stacks_what_it_can_and_writes_every_record(tmp_path, data_dir):
     adamw = shard(data_dir, {"base": "AdamW"}, "float32", cells=CELLS[:3], epochs=1)
     adafactor = shard(data_dir, {"base": "Adafactor"}, "float32", cells=CELLS[:2], epochs=1)
     specs = [adamw[0], adafactor[0], adamw[1], adafactor[1], adamw[2]]
@@ -226,7 +200,7 @@ def test_stacked_batch_norm_statistics_follow_the_model_to_its_device_and_dtype(
         assert not running_mean.requires_grad
 
 
-def test_unstackable_shard_falls_back_and_says_so(data_dir, monkeypatch, caplog):  # noqa: F811
+def test_unstackable_shard_falls_back_and_says_so(data_dir, monkeypatch, caplog):
     monkeypatch.setattr("optbench.train.loop.can_stack", lambda model: False)  # as for resnet_small
     specs = shard(data_dir, {"base": "AdamW"}, "float32", cells=CELLS[:2], epochs=1)
     with caplog.at_level(logging.INFO, logger="optbench"):

@@ -11,7 +11,7 @@ import pytest
 import torch
 import yaml
 from fake_records import make_record
-from test_trainer import data_dir, spec_dict  # noqa: F401  (data_dir is a fixture)
+from run_specs import spec_dict
 
 from optbench.analysis.sweeps import anytime, best_decay_fit, error_at_epoch, heatmaps_by
 from optbench.experiment.layout import outputs
@@ -192,7 +192,7 @@ def test_normalized_decay_follows_each_restart_cycle_of_the_budgets_preset():
         schedule.step()
 
 
-def test_a_run_on_a_training_subset_normalizes_by_its_size(data_dir):  # noqa: F811
+def test_a_run_on_a_training_subset_normalizes_by_its_size(data_dir):
     """B is the train_size: 200 of the 800 training signals, 2 batches an epoch; cycles of 1 and 2 epochs."""
     spec = spec_dict(
         data_dir,

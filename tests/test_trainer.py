@@ -9,35 +9,11 @@ import sys
 import time
 
 import pytest
+from run_specs import spec_dict
 
 from optbench.records.record import read_record, validate_record
 from optbench.spec.run import RunSpec
 from optbench.train.loop import train
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return str(tmp_path_factory.mktemp("data"))
-
-
-def spec_dict(data_dir, **overrides):
-    d = {
-        "variant": "adamw_cosine",
-        "optimizer": {"base": "AdamW"},
-        "lr": 2**-8,
-        "weight_decay": 2**-6,
-        "dataset": "mnist1d",
-        "model": "cnn",
-        "schedule": {"kind": "cosine"},
-        "epochs": 2,
-        "batch_size": 100,
-        "seed": 0,
-        "device": "cpu",
-        "data_dir": data_dir,
-        "preset": "test",
-    }
-    d.update(overrides)
-    return d
 
 
 def metrics(record):

@@ -1,13 +1,11 @@
 """The Snakemake workflow through the `snakemake` command: smoke preset end to end, compare, report (in a browser),
 figures only, lint, bad config."""
 
-import hashlib
 import os
 import random
 import re
 import shutil
 import subprocess
-import sys
 import time
 from html.parser import HTMLParser
 from pathlib import Path
@@ -16,34 +14,11 @@ import pandas as pd
 import pytest
 import yaml
 from matplotlib import image as plt_image
+from workflow_copy import copy_workflow, snakemake, tree_digest
 
 from optbench.records.record import read_record
 
 ROOT = Path(__file__).resolve().parents[1]
-SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-WORKFLOW_FILES = ["Snakefile", "config.yaml", "workflow", "src", "envs", "profiles"]
-
-
-def copy_workflow(dest: Path, extra=()) -> Path:
-    for name in [*WORKFLOW_FILES, *extra]:
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-        else:
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / name)
-    return dest
-
-
-def snakemake(workdir: Path, *args, timeout=600):
-    return subprocess.run([*SNAKEMAKE, *args], cwd=workdir, capture_output=True, text=True, timeout=timeout)
-
-
-def tree_digest(root: Path) -> dict[str, str]:
-    """Every file under ``root``, by its path relative to it, to the SHA-256 of its bytes."""
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()
-    }
 
 
 @pytest.fixture(scope="module")

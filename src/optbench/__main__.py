@@ -36,7 +36,8 @@ def _config(args: argparse.Namespace) -> dict:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from optbench.train.job import read_specs, record_paths, reuse_freed_memory, train_many
+    from optbench.train.job import read_specs, record_paths, reuse_freed_memory
+    from optbench.train.loop import train_many
 
     source = {None: "--spec-json", "-": "standard input"}.get(args.spec, args.spec)
     specs = read_specs(args.spec_json if args.spec is None else _read(args.spec), source)
@@ -126,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--stack",
         action="store_true",
         help="train specs that differ only in lr and weight decay as stacked models "
-        "(at most optbench.train.job.MAX_STACK per stack)",
+        "(at most optbench.train.loop.MAX_STACK per stack)",
     )
     p.set_defaults(func=_train)
 

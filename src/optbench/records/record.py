@@ -90,7 +90,7 @@ def make_record(
     ``timing`` (this run's share, without ``steps_per_second``), ``device`` and
     ``environment`` fields, common to the runs trained together. A language model's history carries
     ``val_bits_per_token``, and its last value becomes ``final_val_bits_per_token``; ``trace``: the run's
-    :class:`optbench.train.loop.Trace` record, if one was kept.
+    :class:`optbench.train.state.Trace` record, if one was kept.
     """
     final = history[-1]
     train_seconds = shared["timing"]["train_seconds"]

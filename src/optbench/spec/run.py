@@ -54,7 +54,7 @@ class RunSpec:
     :func:`optbench.train.schedules.normalized_weight_decay`).
 
     ``trace_every``: 0 records no trace; k > 0 records every step's training loss and, every
-    k steps, RMS(U) (:class:`optbench.train.loop.Trace`).
+    k steps, RMS(U) (:class:`optbench.train.state.Trace`).
     """
 
     variant: str

@@ -1,6 +1,6 @@
 """Checkpoints of a training job at epoch boundaries, so that a killed or requeued job resumes.
 
-A job (:func:`optbench.train.job.train_many`) given a checkpoint directory keeps one file per stack there,
+A job (:func:`optbench.train.loop.train_many`) given a checkpoint directory keeps one file per stack there,
 ``stackNNN.pt`` (NNN: the stack's place in the job; :func:`stack_path`), rewritten atomically
 (:mod:`optbench.atomic`) at epoch boundaries by a :class:`Writer`: after every epoch, as long as writing
 costs at most :data:`MAX_OVERHEAD` of the time (so after every few epochs where epochs are short next to a

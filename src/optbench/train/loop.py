@@ -1,5 +1,5 @@
 r"""Train one run spec (:func:`train`), or runs trained together (:func:`train_together`), and return
-their records.
+their records; or train a shard's specs stack by stack, writing each record (:func:`train_many`).
 
 Runs trained together are built (:mod:`optbench.train.build`: data, models, optimizer, schedule),
 resumed from their checkpoint if it holds them (:mod:`optbench.train.checkpoints`), trained epoch by
@@ -24,17 +24,20 @@ in the record).
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import torch
 
-from optbench.records.record import make_record
+from optbench.records.record import make_record, write_record
 from optbench.spec.run import RunSpec
 from optbench.train import checkpoints
 from optbench.train.build import Runs, build_runs, prepare
+from optbench.train.checkpoints import remove, stack_path
 from optbench.train.epoch import EpochResult, chance_error, evaluate, record_epoch, train_epoch
 from optbench.train.progress import Progress
 from optbench.train.record_fields import shared_fields
@@ -42,6 +45,11 @@ from optbench.train.stacking import can_stack
 from optbench.train.state import LoopState
 
 log = logging.getLogger("optbench")
+
+
+#: Models per stack at most. Smaller stacks keep a step's activations in the CPU's caches;
+#: benchmarks/README.md has the measurement behind this value.
+MAX_STACK = 16
 
 
 @contextlib.contextmanager
@@ -211,3 +219,60 @@ def _records(runs: Runs, loop: LoopState, seconds: dict[str, float]) -> Iterator
             record["timing"]["wall_seconds"],
         )
         yield record
+
+
+def stack_key(spec: RunSpec) -> str:
+    """Specs with the same key differ only in lr, weight decay and run id: they can train stacked."""
+    d = spec.to_dict()
+    for name in ("lr", "weight_decay", "run_id"):
+        del d[name]
+    return json.dumps(d, sort_keys=True)
+
+
+def train_many(
+    specs: Iterable[RunSpec],
+    outs: Iterable[str | Path],
+    *,
+    stack: bool = False,
+    max_stack: int = MAX_STACK,
+    quiet: bool = False,
+    checkpoints: str | Path | None = None,
+) -> Progress:
+    """Trains specs in this process, writing each record as soon as it is done; returns the job's progress,
+    whose :meth:`~optbench.train.progress.Progress.summary` is its one-line summary.
+
+    ``stack``: specs with the same :func:`stack_key` train together as stacked models
+    (:func:`~optbench.train.loop.train_together`), in stacks of at most ``max_stack`` as equal
+    in size as can be; without it, one after another. ``quiet``: no line per epoch in the log.
+
+    ``checkpoints``: a directory to keep each stack's checkpoint in (:mod:`optbench.train.checkpoints`): a job
+    run again with the same specs resumes where the last one stopped, and once every record is written
+    the checkpoints are deleted.
+    """
+    groups: dict[str | int, list[tuple[RunSpec, str | Path]]] = {}
+    for spec, out in zip(specs, outs, strict=True):
+        key = stack_key(spec) if stack else len(groups)  # without stack: a group of one per spec
+        groups.setdefault(key, []).append((spec, out))
+    stacks = [chunk for members in groups.values() for chunk in _split(members, max_stack)]
+    progress = Progress([(len(chunk), chunk[0][0].epochs) for chunk in stacks])
+    for i, chunk in enumerate(stacks):
+        progress.next_stack()
+        records = train_together(
+            [spec for spec, _ in chunk],
+            stacked=len(chunk) > 1,
+            quiet=quiet,
+            checkpoint=None if checkpoints is None else stack_path(checkpoints, i),
+            progress=progress,
+        )
+        for (_, out), record in zip(chunk, records, strict=True):
+            write_record(record, out)
+            progress.finished(record)
+    if checkpoints is not None:
+        remove(checkpoints)
+    return progress
+
+
+def _split(members: list, max_stack: int) -> list[list]:
+    """``members`` in as few stacks of at most ``max_stack`` as can be, as equal in size as can be."""
+    n_stacks = math.ceil(len(members) / max_stack)
+    return [members[i * len(members) // n_stacks : (i + 1) * len(members) // n_stacks] for i in range(n_stacks)]

@@ -1,6 +1,6 @@
 """A training job's progress: one log line per epoch, and one summary line when the job ends.
 
-A job trains its stacks one after another (:func:`optbench.train.job.train_many`). After each epoch of a
+A job trains its stacks one after another (:func:`optbench.train.loop.train_many`). After each epoch of a
 stack, :meth:`Progress.epoch_line` gives the line the job's log gets, e.g.::
 
     stack 2/5, epoch 7/10: 15/16 runs going, best loss 0.0312, error 2.60%, 41s, ETA 1m20s
