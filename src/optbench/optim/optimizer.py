@@ -35,6 +35,9 @@ from optbench.spec.values import is_finite_number
 
 PER_MODEL_SETTINGS = ("lr", "weight_decay")  # may be (K,) tensors in a stacked group
 
+#: Param-group keys a schedule sets for the optimizer: eta_t itself, and lr_0, the name torch's schedulers use.
+SCHEDULE_MULTIPLIER, INITIAL_LR = "schedule_multiplier", "initial_lr"
+
 #: The state key of the first moment, by ``momentum`` kind.
 MOMENTUM_STATE = {"gradient": "exp_avg", "update": "update_avg", "heavy_ball": "momentum_buffer"}
 
@@ -266,8 +269,8 @@ def schedule_multiplier(group: dict) -> Scalar:
     as :func:`lr_ratio` :math:`\mathrm{lr}_t / \mathrm{lr}_0`, with ``lr_0`` the ``initial_lr``
     torch's schedulers set: 1 without a scheduler or where :math:`\mathrm{lr}_0 = 0`.
     """
-    eta = group.get("schedule_multiplier")
-    return lr_ratio(group["lr"], group.get("initial_lr"), 1.0) if eta is None else eta
+    eta = group.get(SCHEDULE_MULTIPLIER)
+    return lr_ratio(group["lr"], group.get(INITIAL_LR), 1.0) if eta is None else eta
 
 
 def lr_ratio(lr: Scalar, lr0: Scalar | None, otherwise: float) -> Scalar:

@@ -60,7 +60,7 @@ from torch.optim.lr_scheduler import (
     MultiStepLR,
 )
 
-from optbench.optim.optimizer import lr_ratio
+from optbench.optim.optimizer import INITIAL_LR, SCHEDULE_MULTIPLIER, lr_ratio
 from optbench.spec.schedule import ScheduleSpec, geometric_sum
 
 # A restart boundary within this much (in units of the first cycle, or of
@@ -154,7 +154,7 @@ class Schedule:
         self._normalized = normalized_weight_decay
         self._step = 0
         for group in optimizer.param_groups:
-            group.setdefault("initial_lr", group["lr"])
+            group.setdefault(INITIAL_LR, group["lr"])
             group.setdefault("initial_weight_decay", group["weight_decay"])
         self._set_hyperparameters()
 
@@ -181,9 +181,9 @@ class Schedule:
         """Writes the next batch's lr, multiplier and weight decay into every group of the optimizer."""
         eta = self.multiplier
         for group in self.optimizer.param_groups:
-            lr0, lambda0 = group["initial_lr"], group["initial_weight_decay"]
+            lr0, lambda0 = group[INITIAL_LR], group["initial_weight_decay"]
             group["lr"] = lr = lr0 * eta
-            group["schedule_multiplier"] = lr_ratio(lr, lr0, eta)
+            group[SCHEDULE_MULTIPLIER] = lr_ratio(lr, lr0, eta)
             if self._normalized is None:
                 group["weight_decay"] = lambda0
             else:
