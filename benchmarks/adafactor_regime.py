@@ -33,13 +33,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from optbench.analysis.stability import BITS, boundary, map_runs  # noqa: E402
-from optbench.atomic import atomic_write_text  # noqa: E402
+from optbench.atomic import atomic_write_csv, atomic_write_text  # noqa: E402
 from optbench.experiment.config import load_checked  # noqa: E402
 from optbench.experiment.stability_maps import MapRow  # noqa: E402
 from optbench.records.aggregate import load_records  # noqa: E402
 from optbench.records.table import runs_table  # noqa: E402
 from optbench.report import text as fmt  # noqa: E402
-from optbench.report.files import write_table  # noqa: E402
 from optbench.report.text import markdown_table  # noqa: E402
 
 ROWS = {"A": "lm_A", "B": "lm_B"}
@@ -161,8 +160,8 @@ def main() -> None:
     )
     regime = table(runs, exp, configs)
     args.tables.mkdir(parents=True, exist_ok=True)
-    write_table(runs, args.tables / "runs.csv")
-    write_table(regime, args.tables / "regime.csv")
+    atomic_write_csv(args.tables / "runs.csv", runs)
+    atomic_write_csv(args.tables / "regime.csv", regime)
     atomic_write_text(args.tables / "regime.md", markdown(regime))
     print(markdown(regime))
 

@@ -18,9 +18,10 @@ from fake_records import (
 from optbench.analysis.cells import cell_statistics
 from optbench.analysis.heatmap import variant_statistics
 from optbench.analysis.improvement import improvement_table
+from optbench.atomic import atomic_write_csv
 from optbench.records.aggregate import aggregate
 from optbench.records.record import SCHEMA_VERSION, record_schema
-from optbench.records.table import REQUIRED_COLUMNS, read_runs, runs_table, write_runs
+from optbench.records.table import REQUIRED_COLUMNS, read_runs, runs_table
 from optbench.report.outputs import IMPROVEMENT_HEADERS, improvements_markdown, summary_markdown
 from optbench.report.text import estimate, percent, power_of_two
 
@@ -101,7 +102,7 @@ def test_no_records_is_rejected():
 
 def test_runs_csv_round_trip(runs, tmp_path):
     path = tmp_path / "runs.csv"
-    write_runs(runs, path)
+    atomic_write_csv(path, runs)
     back = read_runs(path)
     pd.testing.assert_frame_equal(back, runs)
     # version-like and all-digit strings stay text, nothing temporary is left behind

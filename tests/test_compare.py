@@ -13,7 +13,8 @@ from matplotlib.patches import Rectangle
 
 from optbench.__main__ import main
 from optbench.analysis.compare import FALLBACK_NOISE, Z, compare_runs
-from optbench.records.table import runs_table, write_runs
+from optbench.atomic import atomic_write_csv
+from optbench.records.table import runs_table
 from optbench.report.compare import difference_figure
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -98,8 +99,8 @@ def test_the_difference_figure_outlines_cells_beyond_the_tolerance(reference, tm
 
 def test_the_command_writes_every_output_and_prints_the_verdict(reference, tmp_path, capsys):
     config = yaml.safe_load((ROOT / "config.yaml").read_text()) | {"preset": "smoke"}
-    write_runs(reference, tmp_path / "reference.csv")
-    write_runs(runs(shift=0.05), tmp_path / "fresh.csv")
+    atomic_write_csv(tmp_path / "reference.csv", reference)
+    atomic_write_csv(tmp_path / "fresh.csv", runs(shift=0.05))
     out = tmp_path / "compare"
     argv = ["compare", "--fresh", str(tmp_path / "fresh.csv"), "--reference", str(tmp_path / "reference.csv")]
     assert main([*argv, "--config-json", json.dumps(config), "--out-dir", str(out)]) == 0  # a verdict, not an error

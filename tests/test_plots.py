@@ -7,7 +7,8 @@ from fake_records import CHANCE_ERROR, LRS, WDS, corner_error, diagonal_error, g
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.patches import Circle, Rectangle
 
-from optbench.records.table import runs_table, write_runs
+from optbench.atomic import atomic_write_csv
+from optbench.records.table import runs_table
 from optbench.report.figures import log2_label
 from optbench.report.heatmaps import heatmap_figure, learning_curves_figure, line_style
 
@@ -182,7 +183,7 @@ learning_curves_figure(runs, ["adamw", "normalized"], [f"{out}/curves.png", f"{o
 
 def test_the_same_figure_gives_the_same_bytes(runs, tmp_path):
     """Committed figures redraw byte for byte, in another process too: a PDF carries no creation date."""
-    write_runs(runs, tmp_path / "runs.csv")
+    atomic_write_csv(tmp_path / "runs.csv", runs)
     for draw in ("0", "1"):
         (tmp_path / draw).mkdir()
         env = {**os.environ, "PYTHONHASHSEED": draw}

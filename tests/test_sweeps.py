@@ -14,10 +14,11 @@ from fake_records import make_record
 from run_specs import spec_dict
 
 from optbench.analysis.sweeps import anytime, best_decay_fit, error_at_epoch, heatmaps_by
+from optbench.atomic import atomic_write_csv
 from optbench.experiment.layout import outputs
 from optbench.experiment.preset import load_experiment
 from optbench.optim import AdamW
-from optbench.records.table import runs_table, write_runs
+from optbench.records.table import runs_table
 from optbench.report.outputs import write_outputs
 from optbench.spec.run import RunSpec
 from optbench.spec.schedule import ScheduleSpec
@@ -262,7 +263,7 @@ def fake_records(experiment):
 
 def test_outputs_of_a_small_budgets_preset(tmp_path):
     experiment = load_experiment(small_budgets_config())
-    write_runs(runs_table(fake_records(experiment)), tmp_path / "runs.csv")
+    atomic_write_csv(tmp_path / "runs.csv", runs_table(fake_records(experiment)))
     write_outputs(tmp_path / "runs.csv", experiment, tmp_path)
     out = outputs(experiment, tmp_path)["sweeps"]
     assert sorted(out) == sorted(

@@ -41,6 +41,11 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
+def atomic_write_csv(path: str | os.PathLike, table) -> None:
+    """A pandas DataFrame as CSV, without its index (``runs.csv`` and every table of the report)."""
+    atomic_write(path, lambda tmp: table.to_csv(tmp, index=False))
+
+
 def atomic_write_buffered(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
     """:func:`atomic_write` for a serializer that reports a failed write in its own words (``torch.save``
     raises a RuntimeError on a full disk): ``write`` fills a buffer in memory, and writing the buffer

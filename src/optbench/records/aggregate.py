@@ -7,11 +7,12 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 
+from optbench.atomic import atomic_write_csv
 from optbench.experiment.layout import record_paths
 from optbench.experiment.preset import Experiment
 from optbench.records.checks import check_against
 from optbench.records.record import read_record
-from optbench.records.table import runs_table, write_runs
+from optbench.records.table import runs_table
 
 
 def load_records(paths: Iterable[str | os.PathLike]) -> list[dict]:
@@ -21,7 +22,7 @@ def load_records(paths: Iterable[str | os.PathLike]) -> list[dict]:
 
 def aggregate(paths: Iterable[str | os.PathLike], runs_csv: str | os.PathLike) -> None:
     """Run-record JSON files -> ``runs.csv``."""
-    write_runs(runs_table(load_records(paths)), runs_csv)
+    atomic_write_csv(runs_csv, runs_table(load_records(paths)))
 
 
 def aggregate_preset(experiment: Experiment, runs_dir: str | os.PathLike, runs_csv: str | os.PathLike) -> None:
@@ -31,4 +32,4 @@ def aggregate_preset(experiment: Experiment, runs_dir: str | os.PathLike, runs_c
     paths, specs = record_paths(experiment, runs_dir)
     records = load_records(paths)
     check_against(paths, records, specs, experiment.preset)
-    write_runs(runs_table(records), runs_csv)
+    atomic_write_csv(runs_csv, runs_table(records))

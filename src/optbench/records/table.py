@@ -15,7 +15,6 @@ from collections.abc import Iterable
 
 import pandas as pd
 
-from optbench.atomic import atomic_write
 from optbench.records.record import SCHEMA_VERSION
 
 STATUSES = ("ok", "diverged")
@@ -87,11 +86,6 @@ def runs_table(records: Iterable[dict]) -> pd.DataFrame:
     df = _nulls_as_nan(_encode_lists(pd.json_normalize(records)))
     _check_runs(df)
     return df.sort_values(SORT_COLUMNS, kind="stable", ignore_index=True)
-
-
-def write_runs(runs: pd.DataFrame, path: str | os.PathLike) -> None:
-    """Write ``runs.csv`` atomically."""
-    atomic_write(path, lambda tmp: runs.to_csv(tmp, index=False))
 
 
 def read_runs(path: str | os.PathLike) -> pd.DataFrame:

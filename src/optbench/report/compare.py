@@ -22,12 +22,11 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from optbench.analysis.compare import FALLBACK_NOISE, Comparison, Z, compare_runs
-from optbench.atomic import atomic_write_text
+from optbench.atomic import atomic_write_csv, atomic_write_text
 from optbench.experiment.preset import Experiment
 from optbench.records.table import read_runs
 from optbench.report import text as fmt
 from optbench.report.figures import PANEL_INCHES, log2_label, save_figure, text_colour
-from optbench.report.files import write_table
 from optbench.report.text import CI, markdown_table
 
 DIFFERENCE_CMAP = "RdBu_r"  # red: the fresh run is worse than the reference, blue: better
@@ -174,7 +173,7 @@ def write_comparison(
     comparison = compare_runs(read_runs(fresh_csv), read_runs(reference_csv))
     labels = {name: row["label"] for name, row in experiment.variants.items()}
     out = Path(out_dir)
-    write_table(comparison.table, out / "compare.csv")
+    atomic_write_csv(out / "compare.csv", comparison.table)
     atomic_write_text(out / "compare.md", comparison_markdown(comparison, str(fresh_csv), str(reference_csv), labels))
     difference_figure(comparison, [out / "difference.png", out / "difference.pdf"], labels)
     return comparison

@@ -6,17 +6,12 @@ import os
 
 import pandas as pd
 
-from optbench.atomic import atomic_write, atomic_write_text
-
-
-def write_table(df: pd.DataFrame, path: str | os.PathLike) -> None:
-    """Write a table as CSV (without the index), atomically."""
-    atomic_write(path, lambda tmp: df.to_csv(tmp, index=False))
+from optbench.atomic import atomic_write_csv, atomic_write_text
 
 
 def write_table_and_markdown(
     table: pd.DataFrame, markdown: str, csv_path: str | os.PathLike, md_path: str | os.PathLike
 ) -> None:
     """``table`` as CSV to ``csv_path`` and its Markdown form, ``markdown``, to ``md_path``."""
-    write_table(table, csv_path)
+    atomic_write_csv(csv_path, table)
     atomic_write_text(md_path, markdown)
