@@ -16,6 +16,7 @@ from fake_records import (
 )
 
 from optbench.analysis.cells import cell_statistics
+from optbench.analysis.estimate_text import estimate
 from optbench.analysis.heatmap import variant_statistics
 from optbench.analysis.improvement import improvement_table
 from optbench.atomic import atomic_write_csv
@@ -23,7 +24,7 @@ from optbench.records.aggregate import aggregate
 from optbench.records.record import SCHEMA_VERSION, record_schema
 from optbench.records.table import REQUIRED_COLUMNS, read_runs, runs_table
 from optbench.report.outputs import IMPROVEMENT_HEADERS, improvements_markdown, summary_markdown
-from optbench.report.text import estimate, percent, power_of_two
+from optbench.report.text import percent, power_of_two
 
 DIVERGE_ABOVE_LR = 2.0**-10  # the corner variant's two largest learning rates diverge
 

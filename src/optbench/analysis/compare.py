@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from optbench.analysis.cells import CELL_COLUMNS, cell_statistics
+from optbench.analysis.estimate_text import NA, estimate
 from optbench.analysis.heatmap import variant_statistics
 
 # The seed standard deviation assumed for a reference of one seed: the largest noise floor of the
@@ -122,19 +123,12 @@ def slope_check(reference: pd.Series, fresh: pd.Series) -> str:
     return "agrees" if low <= ref_high and ref_low <= high else "differs"
 
 
-def _two_decimals(x: float) -> str:
-    return f"{x + 0.0:.2f}" if round(x, 2) else "0.00"  # no minus sign on zero
-
-
 def _slope_text(row: pd.Series) -> str:
-    """A slope as a reason quotes it, in the tables' form (:func:`optbench.report.text.estimate`):
+    """A slope as a reason quotes it, in the tables' form (:func:`estimate`):
     ``-0.95 [-1.10, -0.80]``, ``-0.95, CI n/a (1 seed)``, or ``n/a (<why>)``."""
-    slope, low, high = row["slope"], row["slope_ci_low"], row["slope_ci_high"]
-    if not math.isfinite(slope):
-        return f"n/a ({row['slope_reason']})"
-    if math.isfinite(low) and math.isfinite(high):
-        return f"{_two_decimals(slope)} [{_two_decimals(low)}, {_two_decimals(high)}]"
-    return f"{_two_decimals(slope)}, CI n/a" + (" (1 seed)" if row["n_seeds"] < 2 else "")
+    if not math.isfinite(row["slope"]):
+        return f"{NA} ({row['slope_reason']})"
+    return estimate(row["slope"], row["slope_ci_low"], row["slope_ci_high"], row["n_seeds"])
 
 
 def _variant_row(variant: str, reference: pd.Series, fresh: pd.Series | None, cells: pd.DataFrame) -> dict:

@@ -22,6 +22,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from optbench.analysis.compare import FALLBACK_NOISE, Comparison, Z, compare_runs
+from optbench.analysis.estimate_text import NA, estimate
 from optbench.atomic import atomic_write_csv, atomic_write_text
 from optbench.experiment.preset import Experiment
 from optbench.records.table import read_runs
@@ -36,13 +37,13 @@ SCALE_TOLERANCES = 3  # the colour scale of the difference heatmaps ends at 3 ti
 
 def _best_text(error: float, lr: float, weight_decay: float) -> str:
     if not math.isfinite(error):
-        return fmt.NA
+        return NA
     return f"{fmt.percent(error)} at lr {fmt.power_of_two(lr)}, wd {fmt.power_of_two(weight_decay)}"
 
 
 def _number(value: float, spec: str) -> str:
     """``value`` through the format ``spec``; n/a when it is missing."""
-    return format(value, spec) if isinstance(value, (int, float)) and math.isfinite(value) else fmt.NA
+    return format(value, spec) if isinstance(value, (int, float)) and math.isfinite(value) else NA
 
 
 def comparison_markdown(comparison: Comparison, fresh: str, reference: str, labels: dict[str, str]) -> str:
@@ -83,13 +84,11 @@ def comparison_markdown(comparison: Comparison, fresh: str, reference: str, labe
             "tolerance (pp)": _number(r.tolerance_pp, ".1f"),
             "median cell difference (pp)": _number(r.median_abs_difference_pp, ".1f"),
             "cells beyond tolerance": f"{_number(r.cells_beyond_tolerance, '.0f')} of {_number(r.cells, '.0f')}",
-            f"slope, reference {CI}": fmt.estimate(
+            f"slope, reference {CI}": estimate(
                 r.reference_slope, r.reference_slope_ci_low, r.reference_slope_ci_high, r.reference_seeds
             ),
-            f"slope, fresh {CI}": fmt.estimate(
-                r.fresh_slope, r.fresh_slope_ci_low, r.fresh_slope_ci_high, r.fresh_seeds
-            ),
-            "slope": r.slope_check if isinstance(r.slope_check, str) else fmt.NA,
+            f"slope, fresh {CI}": estimate(r.fresh_slope, r.fresh_slope_ci_low, r.fresh_slope_ci_high, r.fresh_seeds),
+            "slope": r.slope_check if isinstance(r.slope_check, str) else NA,
             "noise (pp)": f"{100 * r.noise:.1f}" + ("" if r.reference_seeds >= 2 else " (fallback)"),
         }
         for r in table.itertuples(index=False)

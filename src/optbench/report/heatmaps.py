@@ -19,9 +19,9 @@ from matplotlib.ticker import MaxNLocator
 
 from optbench.analysis.cells import best_cell, cell_statistics
 from optbench.analysis.curves import best_cell_curve
+from optbench.analysis.estimate_text import estimate
 from optbench.analysis.heatmap import best_lambda_slope, row_bests
 from optbench.report.figures import CMAP, PANEL_INCHES, log2_label, save_figure, text_colour
-from optbench.report.text import estimate
 
 ROW_BEST_COLOUR = "red"  # the per-row best weight decay, over viridis
 CURVE_CMAP = "tab10"  # qualitative: one colour per variant ...

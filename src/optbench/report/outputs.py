@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from optbench.analysis.estimate_text import NA, estimate
 from optbench.analysis.heatmap import variant_statistics
 from optbench.analysis.improvement import improvement_table
 from optbench.analysis.sweeps import anytime, best_decay_fit
@@ -49,10 +50,10 @@ def summary_markdown(summary: pd.DataFrame, labels: dict[str, str] | None = None
     labels = labels or {}
     rows = []
     for r in summary.itertuples(index=False):
-        slope = fmt.estimate(r.slope, r.slope_ci_low, r.slope_ci_high, r.n_seeds)
-        if r.slope_reason and slope == fmt.NA:
+        slope = estimate(r.slope, r.slope_ci_low, r.slope_ci_high, r.n_seeds)
+        if r.slope_reason and slope == NA:
             slope += f" ({r.slope_reason})"
-        noise = f"{100 * r.noise_floor:.1f} pp" if pd.notna(r.noise_floor) else fmt.NA
+        noise = f"{100 * r.noise_floor:.1f} pp" if pd.notna(r.noise_floor) else NA
         rows.append(
             {
                 "variant": labels.get(r.variant, r.variant),
@@ -82,10 +83,10 @@ def improvements_markdown(improvements: pd.DataFrame, labels: dict[str, str] | N
             "candidate": labels.get(r.candidate, r.candidate),
             "baseline best": _best(r.baseline_error, r.baseline_lr, r.baseline_weight_decay),
             "candidate best": _best(r.candidate_error, r.candidate_lr, r.candidate_weight_decay),
-            f"relative improvement {CI}": fmt.estimate(
+            f"relative improvement {CI}": estimate(
                 r.relative, r.relative_ci_low, r.relative_ci_high, r.n_seeds, fmt.percent
             ),
-            f"difference (pp) {CI}": fmt.estimate(
+            f"difference (pp) {CI}": estimate(
                 r.difference_pp, r.difference_pp_ci_low, r.difference_pp_ci_high, r.n_seeds, lambda x: f"{x:+.1f}"
             ),
             "seeds": str(r.n_seeds),
@@ -131,7 +132,7 @@ def decay_slopes_markdown(fits: pd.DataFrame) -> str:
         {
             "setting": SETTINGS[r.setting].axis,
             "variant": r.label,
-            f"slope of log2 best lambda on log2 setting {CI}": fmt.estimate(r.slope, r.ci_low, r.ci_high, r.n_seeds)
+            f"slope of log2 best lambda on log2 setting {CI}": estimate(r.slope, r.ci_low, r.ci_high, r.n_seeds)
             + (f" ({r.reason})" if r.reason else ""),
             "predicted": f"{r.predicted:g}",
             "heatmaps": str(r.n_values),
@@ -150,7 +151,7 @@ def best_decay_markdown(bests: pd.DataFrame) -> str:
             "setting": SETTINGS[r.setting].axis,
             "variant": r.label,
             "value": f"{r.value:g}",
-            f"best weight decay {CI}": fmt.estimate(
+            f"best weight decay {CI}": estimate(
                 r.log2_best_weight_decay, r.ci_low, r.ci_high, r.n_seeds, _log2_as_power
             )
             + (" (border)" if r.on_border else ""),
@@ -176,7 +177,7 @@ def anytime_markdown(table: pd.DataFrame, labels: dict[str, str]) -> str:
             "cycle ends at epoch": str(r.epoch),
             "warm restarts there": _best(r.restarts_error, r.restarts_lr, r.restarts_weight_decay),
             "cosine for that many epochs": _best(r.cosine_error, r.cosine_lr, r.cosine_weight_decay),
-            f"difference (pp) {CI}": fmt.estimate(
+            f"difference (pp) {CI}": estimate(
                 r.difference_pp, r.difference_pp_ci_low, r.difference_pp_ci_high, r.n_seeds, lambda x: f"{x:+.1f}"
             ),
             "seeds": str(r.n_seeds),

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from optbench.analysis.bootstrap import mean_ci
+from optbench.analysis.estimate_text import estimate
 from optbench.analysis.spikes import QUANTILE, WINDOW, spike_table
 from optbench.analysis.stability import (
     BITS,
@@ -45,7 +46,7 @@ from optbench.report.text import CI, markdown_table
 
 
 def _bits(mean: float, low: float, high: float, n: int) -> str:
-    return fmt.estimate(mean, low, high, n, lambda x: f"{x:.2f}")
+    return estimate(mean, low, high, n, lambda x: f"{x:.2f}")
 
 
 def _classes(r) -> str:
@@ -165,7 +166,7 @@ def spikes_markdown(table: pd.DataFrame) -> str:
             number(r.onset_median),
             number(r.stable_median),
             number(r.stable_p95),
-            fmt.estimate(r.fraction_above, r.ci_low, r.ci_high, r.spiking_runs, fmt.percent),
+            estimate(r.fraction_above, r.ci_low, r.ci_high, r.spiking_runs, fmt.percent),
         ]
         for r in table.itertuples(index=False)
     ]
@@ -199,7 +200,7 @@ def claims(
             {
                 "claim": f"{r.row} converges worse than {r.than}, {r.column}",
                 "statistic": f"final val bits of {r.row} minus {r.than} at the reference lr, per seed",
-                "measured": fmt.estimate(r.difference_bits, r.ci_low, r.ci_high, r.n_seeds, lambda x: f"{x:+.2f}"),
+                "measured": estimate(r.difference_bits, r.ci_low, r.ci_high, r.n_seeds, lambda x: f"{x:+.2f}"),
                 "verdict": r.verdict,
             }
         )
@@ -214,7 +215,7 @@ def claims(
                 "claim": "RMS(U) far above 1 comes before the spikes (Section 5)",
                 "statistic": f"spike onsets whose RMS(U) in the {WINDOW} steps before exceeds the {100 * QUANTILE:g}th "
                 f"percentile of stable runs' windows at the same lr ({100 * chance:g}% by chance)",
-                "measured": f"{fmt.estimate(p.fraction_above, p.ci_low, p.ci_high, p.spiking_runs, fmt.percent)} "
+                "measured": f"{estimate(p.fraction_above, p.ci_low, p.ci_high, p.spiking_runs, fmt.percent)} "
                 f"of {p.onsets} onsets in {p.spiking_runs} runs",
                 "verdict": "reproduced"
                 if p.ci_low > chance
@@ -243,7 +244,7 @@ def _figure_one(runs: pd.DataFrame, smap: StabilityMap, reference: float, labels
         "claim": f"RMS(U) swings far above 1 with {labels.get(slow, slow)}, stays near 1 with "
         f"{labels.get(fast, fast)} (Figure 1)",
         "statistic": f"traced steps at which some tensor's RMS(U) exceeds {LARGE_RMS:g}, at lr {_lr(reference)}",
-        "measured": " against ".join(fmt.estimate(*estimates[v], n, fmt.percent) for v in (slow, fast)),
+        "measured": " against ".join(estimate(*estimates[v], n, fmt.percent) for v in (slow, fast)),
         "verdict": verdict,
     }
 

@@ -14,9 +14,9 @@ from matplotlib.ticker import MaxNLocator
 
 from optbench.analysis.bootstrap import CONFIDENCE
 from optbench.analysis.curves import best_cell_curve
+from optbench.analysis.estimate_text import estimate
 from optbench.experiment.sweeps import SETTINGS
 from optbench.report.figures import log2_label, save_figure
-from optbench.report.text import estimate
 
 LEGEND_TITLE = "line, point: seed mean; band, bar: lowest to highest seed\ndotted: the restarts' cycle ends"
 

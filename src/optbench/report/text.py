@@ -8,8 +8,8 @@ from collections.abc import Callable, Mapping
 import pandas as pd
 
 from optbench.analysis.bootstrap import CONFIDENCE
+from optbench.analysis.estimate_text import NA
 
-NA = "n/a"
 CI = f"[{100 * CONFIDENCE:g}% CI]"  # a column header's note: its intervals are seed-bootstrap CIs
 BYTE_UNITS = ("B", "KiB", "MiB", "GiB")
 
@@ -24,23 +24,6 @@ def power_of_two(value: float) -> str:
     if value > 0 and math.log2(value).is_integer():
         return f"2^{int(math.log2(value))}"
     return f"{value:g}"
-
-
-def slope(x: float) -> str:
-    """Two decimals, without a minus sign on zero."""
-    return f"{x + 0.0:.2f}" if round(x, 2) else "0.00"
-
-
-def estimate(value: float, low: float, high: float, n_seeds: int, fmt: Callable[[float], str] = slope) -> str:
-    """``value [low, high]``, each through ``fmt``: ``-0.95 [-1.10, -0.80]``.
-
-    Without an interval: ``-0.95, CI n/a (1 seed)`` (or ``CI n/a`` with more seeds); n/a without a value.
-    """
-    if not math.isfinite(value):
-        return NA
-    if math.isfinite(low) and math.isfinite(high):
-        return f"{fmt(value)} [{fmt(low)}, {fmt(high)}]"
-    return f"{fmt(value)}, CI {NA}" + (" (1 seed)" if n_seeds < 2 else "")
 
 
 def format_bytes(n: int) -> str:
