@@ -22,7 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def optimizer_blocks():
     config = config_schema(yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text()))
-    return {"config": config["$defs"]["optimizer"], "record": record_schema()["properties"]["optimizer"]}
+    blocks = {"config": config["$defs"]["optimizer"], "record": record_schema()["properties"]["optimizer"]}
+    return {form: block["else"] for form, block in blocks.items()}  # "then": an external class's block
 
 
 def probes(switch):

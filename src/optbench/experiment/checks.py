@@ -3,10 +3,12 @@
 The JSON schema (``workflow/schemas/config.schema.yaml``, applied by :mod:`optbench.experiment.config`)
 checks each value alone, finite numbers included. :func:`check_experiment` checks what a job checks of
 the values together, with the job's own code: each optimizer of the variant table
-(:func:`optbench.spec.switches.resolve`), and each variant's run spec (:meth:`optbench.spec.run.RunSpec.check`:
-the schedule against the epochs, the dataset options and batch size); and that figure panels name
-variants of the table. Grid axes and run ids are checked by :func:`optbench.experiment.preset.load_experiment`
-itself (:mod:`optbench.spec.run_ids`). A ValueError names the config key.
+(:func:`optbench.spec.run.optimizer_spec`: a base and its switches, or an external class's block, whose class
+:func:`optbench.train.external_check.check_external` imports and builds), and each variant's run spec
+(:meth:`optbench.spec.run.RunSpec.check`: the schedule against the epochs, the dataset options and batch
+size); and that figure panels name variants of the table. Grid axes and run ids are checked by
+:func:`optbench.experiment.preset.load_experiment` itself (:mod:`optbench.spec.run_ids`). A ValueError names the
+config key.
 """
 
 from __future__ import annotations
@@ -14,8 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from optbench.experiment.preset import Experiment, load_experiment
-from optbench.spec.run import RunSpec
-from optbench.spec.switches import resolve
+from optbench.spec.run import RunSpec, optimizer_spec
 
 
 def checked_experiment(config: dict[str, Any]) -> Experiment:
@@ -29,7 +30,7 @@ def check_experiment(experiment: Experiment, config: dict[str, Any]) -> None:
     """ValueError naming the config key of the first value a training job of ``experiment`` would reject."""
     _check_panels(config["figures"], config["variants"])
     for name, row in config["variants"].items():
-        _check_optimizer(row["optimizer"], f"variants.{name}.optimizer")
+        _check_optimizer(row["optimizer"], f"variants.{name}")
     for variant in experiment.variants:
         _check_runs(experiment, variant)
 
@@ -45,9 +46,8 @@ def _check_panels(figures: dict[str, Any], variants: dict[str, Any]) -> None:
 
 
 def _check_optimizer(optimizer: dict[str, Any], where: str) -> None:
-    switches = {key: value for key, value in optimizer.items() if key != "base"}
     try:
-        resolve(optimizer["base"], switches)
+        optimizer_spec(optimizer)  # its errors start with "optimizer."
     except ValueError as err:
         raise ValueError(f"{where}.{err}") from None
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from optbench.spec.datasets import check_dataset
+from optbench.spec.external import ExternalOptimizerSpec
 from optbench.spec.models import MODELS
 from optbench.spec.run_ids import default_run_id
 from optbench.spec.schedule import ScheduleSpec
@@ -45,6 +46,14 @@ class OptimizerSpec:
         return {"base": self.base, **self.resolved()}
 
 
+def optimizer_spec(d: dict) -> OptimizerSpec | ExternalOptimizerSpec:
+    """The spec of an ``optimizer`` block: an external class where it names one (``class``), else a base and
+    switches; ValueError naming the first bad key."""
+    if "class" in d:
+        return ExternalOptimizerSpec.from_dict(d)
+    return OptimizerSpec.from_dict(d)
+
+
 @dataclass(frozen=True)
 class RunSpec:
     """One training run: one cell of one heatmap for one seed.
@@ -58,7 +67,7 @@ class RunSpec:
     """
 
     variant: str
-    optimizer: OptimizerSpec
+    optimizer: OptimizerSpec | ExternalOptimizerSpec
     lr: float
     weight_decay: float
     dataset: str = "mnist1d"
@@ -94,7 +103,7 @@ class RunSpec:
         if missing:
             raise ValueError(f"{missing[0]}: required run spec field is missing")
         values = dict(d)
-        values["optimizer"] = OptimizerSpec.from_dict(_mapping(d, "optimizer"))
+        values["optimizer"] = optimizer_spec(_mapping(d, "optimizer"))
         if "schedule" in d:
             schedule = _mapping(d, "schedule")
             try:

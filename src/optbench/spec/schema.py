@@ -2,7 +2,8 @@
 
 The config schema (``workflow/schemas/config.schema.yaml``) and the run-record schema
 (``optbench/records/schemas/run_record.schema.json``) leave these parts to this module, so each fact
-is written once: the optimizer block (:data:`optbench.spec.switches.SWITCHES`), the schedule block
+is written once: the optimizer block (:data:`optbench.spec.switches.SWITCHES`, or an external class's,
+:mod:`optbench.spec.external`), the schedule block
 (:data:`optbench.spec.schedule.FIELDS`), and the models and datasets a preset can name
 (:mod:`optbench.spec.models`, :mod:`optbench.spec.datasets`). :func:`config_schema` and
 :func:`record_schema` fill them in where the schema files hold a ``$comment`` naming this module.
@@ -14,6 +15,8 @@ import copy
 from typing import Any
 
 from optbench.spec.datasets import DATASETS
+from optbench.spec.decay_modes import DECAY_MODES
+from optbench.spec.external import AXES, KEYS
 from optbench.spec.models import TRAINABLE
 from optbench.spec.schedule import FIELDS
 from optbench.spec.switches import ADDED_SINCE_V2, BASES, RENAMED, SWITCHES, Switch
@@ -46,19 +49,46 @@ def optimizer_schema(required: list[str]) -> dict[str, Any]:
     }
 
 
+def external_schema(required: list[str]) -> dict[str, Any]:
+    """An external optimizer's block (:class:`optbench.spec.external.ExternalOptimizerSpec`), the keys
+    ``required`` required."""
+    keyword = {"type": "string", "pattern": r"^[A-Za-z_]\w*$"}
+    return {
+        "type": "object",
+        "description": "A torch.optim.Optimizer class by import path, what its weight decay means, its fixed keywords",
+        "required": required,
+        "additionalProperties": False,
+        "properties": {
+            "class": {"type": "string", "pattern": r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$"},
+            "weight_decay_mode": {"enum": list(DECAY_MODES)},
+            "kwargs": {"type": "object", "propertyNames": {"pattern": keyword["pattern"]}},
+            "axes": {"type": "object", "additionalProperties": False, "properties": dict.fromkeys(AXES, keyword)},
+            "stack": {"type": "boolean"},
+        },
+    }
+
+
+def _either(external: dict[str, Any], ours: dict[str, Any]) -> dict[str, Any]:
+    """A block that is ``external`` where it names a ``class``, else ``ours``: each checked alone, so that an
+    error names the key of the form it is in."""
+    return {"if": {"type": "object", "required": ["class"]}, "then": external, "else": ours}
+
+
 def config_optimizer() -> dict[str, Any]:
-    """A variant's optimizer: a base and the switches that differ from its defaults; a renamed key fails,
-    naming its new key."""
+    """A variant's optimizer: a base and the switches that differ from its defaults (a renamed key fails,
+    naming its new key), or an external class."""
     schema = optimizer_schema(["base"])
     schema["description"] = "A base optimizer and the switches that differ from its defaults"
     for old, new in RENAMED.items():
         schema["properties"][old] = {"not": {"description": f"renamed to {new.split(' (')[0]}"}}
-    return schema
+    return _either(external_schema(["class", "weight_decay_mode"]), schema)
 
 
 def record_optimizer() -> dict[str, Any]:
-    """A record's optimizer: every switch resolved, but those added since schema version 2."""
-    return optimizer_schema(["base", *(name for name in SWITCHES if name not in ADDED_SINCE_V2)])
+    """A record's optimizer: every switch resolved, but those added since schema version 2; or an external
+    class's block, every key given."""
+    ours = optimizer_schema(["base", *(name for name in SWITCHES if name not in ADDED_SINCE_V2)])
+    return _either(external_schema(list(KEYS)), ours)
 
 
 def config_schedule() -> dict[str, Any]:

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from optbench.spec.decay_modes import DECAY_MODES, MEANING
 from optbench.spec.values import is_finite_number
 
 #: The base optimizers: each is a column of defaults in :data:`SWITCHES`, in this order.
@@ -103,8 +104,8 @@ SWITCHES: dict[str, Switch] = {
             "weight_decay_mode",
             str,
             ("decoupled", "decoupled", "l2"),
-            "how lambda acts: X -= eta_t lambda X (decoupled, AdamW), X -= lr_t lambda X (torch), G += lambda X (l2)",
-            choices=("decoupled", "torch", "l2"),
+            MEANING,
+            choices=tuple(DECAY_MODES),
         ),
         Switch(
             "beta1",
