@@ -15,11 +15,14 @@ OPTBENCH = f"PYTHONPATH={shlex.quote(SRC)} {shlex.quote(PYTHON)} -m optbench"
 sys.path.insert(0, SRC)
 from optbench.experiment import layout, run_lock
 from optbench.train.cuda import check_cuda
+from optbench.train.external_check import check_external
 from optbench.experiment.config import load_checked
 
-# The schema, then everything a training job would check (optbench.experiment.config): one line, key first.
+# The schema, then everything a training job would check (optbench.experiment.config), external optimizers'
+# classes included (a run of each variant stands for all of its runs): one line, key first.
 try:
     EXP = load_checked(config, f"{workflow.basedir}/workflow/schemas/config.schema.yaml")
+    check_external(EXP.runs(variant)[0] for variant in EXP.variants)
 except ValueError as err:
     sys.exit(f"config.yaml: {err}")
 

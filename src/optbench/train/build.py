@@ -21,7 +21,9 @@ from optbench.data.loaders import load_data
 from optbench.models import build_model
 from optbench.optim.bases import make_optimizer
 from optbench.optim.optimizer import AdaptiveOptimizer
+from optbench.spec.external import ExternalOptimizerSpec
 from optbench.spec.run import RunSpec
+from optbench.train.external import External
 from optbench.train.schedules import Schedule, build_schedule
 from optbench.train.stacking import SingleModel, StackedModels, per_model_floats
 
@@ -68,7 +70,7 @@ class Runs:
     dtype: torch.dtype
     data: DataBundle
     models: SingleModel | StackedModels
-    opt: AdaptiveOptimizer
+    opt: AdaptiveOptimizer | External
     schedule: Schedule
     first_decay: list[float]
 
@@ -104,9 +106,32 @@ def build_runs(
 ) -> Runs:
     """The runs of ``specs`` from what :func:`prepare` gave for them: ``model`` as one
     :class:`StackedModels` with each run's lr and weight decay if ``stacked`` (``model`` must stack), else
-    as a :class:`SingleModel` (``specs`` must then be a single spec); the optimizer and the schedule."""
+    as a :class:`SingleModel` (``specs`` must then be a single spec); the optimizer (this project's, or an
+    :class:`External` class) and the schedule."""
     spec = specs[0]
     models = StackedModels(model, len(specs)) if stacked else SingleModel(model)
+    opt, keys = _optimizer(specs, models)
+    normalized = (data.batch_size, data.n_train) if spec.normalized_weight_decay else None
+    schedule = build_schedule(
+        opt,
+        spec.schedule,
+        epochs=spec.epochs,
+        steps_per_epoch=data.steps_per_epoch,
+        normalized_weight_decay=normalized,
+        keys=keys,
+    )
+    first_decay = per_model_floats(schedule.weight_decay, models.count)
+    return Runs(specs, device, dtype, data, models, opt, schedule, first_decay)
+
+
+def _optimizer(
+    specs: Sequence[RunSpec], models: SingleModel | StackedModels
+) -> tuple[AdaptiveOptimizer | External, tuple[str, str]]:
+    """The optimizer of the runs of ``specs`` over ``models`` and its group keys of the lr and weight decay: an
+    external class with a group per model, or this project's with one group (stacked: (K,) hyperparameters)."""
+    spec = specs[0]
+    if isinstance(spec.optimizer, ExternalOptimizerSpec):
+        return External(spec.optimizer, specs, models), (spec.optimizer.axes["lr"], spec.optimizer.axes["weight_decay"])
     group = {
         **models.param_group(models.per_model([s.lr for s in specs])),
         "weight_decay": models.per_model([s.weight_decay for s in specs]),
@@ -114,9 +139,4 @@ def build_runs(
     opt = make_optimizer(
         spec.optimizer.base, [group], lr=spec.lr, weight_decay=spec.weight_decay, switches=spec.optimizer.switches
     )
-    normalized = (data.batch_size, data.n_train) if spec.normalized_weight_decay else None
-    schedule = build_schedule(
-        opt, spec.schedule, epochs=spec.epochs, steps_per_epoch=data.steps_per_epoch, normalized_weight_decay=normalized
-    )
-    first_decay = per_model_floats(opt.param_groups[0]["weight_decay"], models.count)
-    return Runs(specs, device, dtype, data, models, opt, schedule, first_decay)
+    return opt, ("lr", "weight_decay")

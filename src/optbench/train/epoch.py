@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from optbench.data.bundle import DataBundle
 from optbench.optim.optimizer import AdaptiveOptimizer
 from optbench.optim.transforms import Scalar
+from optbench.train.external import External, optimizer_mode
 from optbench.train.schedules import Schedule
 from optbench.train.stacking import SingleModel, StackedModels, per_model_floats
 from optbench.train.state import LoopState, Trace
@@ -55,7 +56,7 @@ def _losses(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 def train_epoch(
     models: SingleModel | StackedModels,
-    opt: AdaptiveOptimizer,
+    opt: AdaptiveOptimizer | External,
     schedule: Schedule,
     batches: Iterable,
     dtype: torch.dtype,
@@ -70,9 +71,10 @@ def train_epoch(
     every step's losses and, on its sampled steps, asks the optimizer for RMS(U).
     """
     models.train()
+    optimizer_mode(opt, training=True)
     loss_sum, steps = torch.zeros(models.count, dtype=dtype, device=models.params[0].device), 0  # run's precision
     for x, y in batches:
-        lam, multiplier = opt.param_groups[0]["weight_decay"], schedule.multiplier  # this batch's (history)
+        lam, multiplier = schedule.weight_decay, schedule.multiplier  # this batch's (history)
         with autocast():
             losses = _losses(models(_inputs(x, dtype)), y).mean(dim=1)
         opt.zero_grad(set_to_none=True)

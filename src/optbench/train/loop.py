@@ -39,6 +39,7 @@ from optbench.train import checkpoints
 from optbench.train.build import Runs, build_runs, prepare
 from optbench.train.checkpoints import remove, stack_path
 from optbench.train.epoch import EpochResult, chance_error, evaluate, record_epoch, train_epoch
+from optbench.train.external import optimizer_mode, stacks
 from optbench.train.progress import Progress
 from optbench.train.record_fields import shared_fields
 from optbench.train.stacking import can_stack
@@ -98,7 +99,7 @@ def train_together(
         progress = Progress([(len(specs), specs[0].epochs)])
         progress.next_stack()
     device, dtype, data, model = prepare(specs[0])
-    if stacked and not can_stack(model):
+    if stacked and not (can_stack(model) and stacks(specs[0])):
         yield from _one_at_a_time(specs, quiet, checkpoint, progress)
         return
     runs = build_runs(specs, stacked, device, dtype, data, model)
@@ -130,13 +131,15 @@ def train_together(
 def _one_at_a_time(
     specs: Sequence[RunSpec], quiet: bool, checkpoint: Path | None, progress: Progress
 ) -> Iterator[dict]:
-    """The records of specs whose model cannot stack, trained one after another (each with a checkpoint of
-    its own next to ``checkpoint``, :func:`~optbench.train.checkpoints.run_path`), after a log line saying so."""
-    log.info(
-        "model %s cannot be stacked (optbench.train.stacking.can_stack): training its %d runs one at a time",
-        specs[0].model,
-        len(specs),
+    """The records of specs whose model cannot stack, or whose external optimizer says ``stack: false``, trained
+    one after another (each with a checkpoint of its own next to ``checkpoint``,
+    :func:`~optbench.train.checkpoints.run_path`), after a log line saying why."""
+    why = (
+        f"model {specs[0].model} cannot be stacked (optbench.train.stacking.can_stack)"
+        if stacks(specs[0])
+        else f"optimizer {specs[0].optimizer.class_path} says stack: false"
     )
+    log.info("%s: training its %d runs one at a time", why, len(specs))
     for i, s in enumerate(specs):
         path = None if checkpoint is None else checkpoints.run_path(checkpoint, i)
         yield from train_together([s], stacked=False, quiet=quiet, checkpoint=path, progress=progress)
@@ -168,6 +171,7 @@ def _run_epoch(runs: Runs, loop: LoopState) -> tuple[list[float], list[float]]:
     )
     tock = time.perf_counter()
     loop.seconds["train"] += tock - tick
+    optimizer_mode(runs.opt, training=False)
     errors, test_losses = evaluate(runs.models, runs.data, runs.dtype, runs.autocast)
     loop.seconds["eval"] += time.perf_counter() - tock
     result = EpochResult(epoch, train_losses, lam, multiplier, errors, test_losses)

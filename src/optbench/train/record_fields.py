@@ -15,6 +15,8 @@ from typing import Any
 import torch
 
 from optbench.optim.memory import predicted_state_bytes, state_bytes
+from optbench.optim.optimizer import AdaptiveOptimizer
+from optbench.train.external import External
 from optbench.train.stacking import SingleModel, StackedModels
 
 
@@ -61,15 +63,20 @@ def environment(device: torch.device) -> dict[str, Any]:
 
 
 def shared_fields(
-    opt: torch.optim.Optimizer, models: SingleModel | StackedModels, device: torch.device, seconds: dict[str, float]
+    opt: AdaptiveOptimizer | External,
+    models: SingleModel | StackedModels,
+    device: torch.device,
+    seconds: dict[str, float],
 ) -> dict:
     """The record fields common to the runs trained together: each run's share of memory and of the
-    ``seconds`` (wall, train, eval, setup) they took together, the device and the environment."""
+    ``seconds`` (wall, train, eval, setup) they took together, the device and the environment. An external
+    optimizer's state has no prediction from shapes (``optimizer_state_bytes_predicted`` is None)."""
     count = models.count
+    predicted = None if isinstance(opt, External) else predicted_state_bytes(opt) // count
     return {
         "memory": {
             "optimizer_state_bytes": state_bytes(opt) // count,
-            "optimizer_state_bytes_predicted": predicted_state_bytes(opt) // count,
+            "optimizer_state_bytes_predicted": predicted,
             "parameter_bytes": sum(p.numel() * p.element_size() for p in models.params) // count,
             "peak_bytes": peak_bytes(device),
         },

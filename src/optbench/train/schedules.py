@@ -61,6 +61,7 @@ from torch.optim.lr_scheduler import (
 )
 
 from optbench.optim.optimizer import INITIAL_LR, SCHEDULE_MULTIPLIER, lr_ratio
+from optbench.optim.transforms import Scalar
 from optbench.spec.schedule import ScheduleSpec, geometric_sum
 
 # A restart boundary within this much (in units of the first cycle, or of
@@ -132,7 +133,8 @@ class Schedule:
     is :math:`\eta_t`, computed as :math:`\text{lr}_t / \text{lr}_0` (:func:`~optbench.optim.optimizer.lr_ratio`,
     :math:`\eta_t` itself where :math:`\text{lr}_0 = 0`) so that decoupled decay uses the ratio
     of the learning rate actually applied, per model for (K,) vectors. The values are set
-    for batch 0 on construction.
+    for batch 0 on construction. ``keys``: the group keys of the learning rate and the weight decay
+    (an external optimizer's keywords of the grid's axes, :mod:`optbench.spec.external`).
     """
 
     def __init__(
@@ -144,9 +146,11 @@ class Schedule:
         warmup_steps: int,
         cycle_steps: Callable[[int], float],
         normalized_weight_decay: tuple[int, int] | None = None,
+        keys: tuple[str, str] = ("lr", "weight_decay"),
     ) -> None:
         """Takes over ``optimizer``'s hyperparameters and sets them for batch 0 (see the class's docstring)."""
         self.optimizer = optimizer
+        self.lr_key, self.decay_key = keys
         self.scheduler = scheduler
         self.steps_per_epoch = steps_per_epoch
         self.warmup_steps = warmup_steps
@@ -154,8 +158,8 @@ class Schedule:
         self._normalized = normalized_weight_decay
         self._step = 0
         for group in optimizer.param_groups:
-            group.setdefault(INITIAL_LR, group["lr"])
-            group.setdefault("initial_weight_decay", group["weight_decay"])
+            group.setdefault(INITIAL_LR, group[self.lr_key])
+            group.setdefault("initial_weight_decay", group[self.decay_key])
         self._set_hyperparameters()
 
     def step(self) -> None:
@@ -182,15 +186,22 @@ class Schedule:
         eta = self.multiplier
         for group in self.optimizer.param_groups:
             lr0, lambda0 = group[INITIAL_LR], group["initial_weight_decay"]
-            group["lr"] = lr = lr0 * eta
+            group[self.lr_key] = lr = lr0 * eta
             group[SCHEDULE_MULTIPLIER] = lr_ratio(lr, lr0, eta)
             if self._normalized is None:
-                group["weight_decay"] = lambda0
+                group[self.decay_key] = lambda0
             else:
                 batch_size, n_train = self._normalized
-                group["weight_decay"] = normalized_weight_decay(
+                group[self.decay_key] = normalized_weight_decay(
                     lambda0, batch_size=batch_size, n_train=n_train, epochs=self.cycle_epochs
                 )
+
+    @property
+    def weight_decay(self) -> Scalar:
+        r""":math:`\lambda_t` for the next batch: the one group's (a number, or a (K,) vector of stacked models'),
+        or, over a group per model, one per model as a (K,) vector."""
+        values = [group[self.decay_key] for group in self.optimizer.param_groups]
+        return values[0] if len(values) == 1 else torch.tensor(values, dtype=torch.float64)
 
     @property
     def multiplier(self) -> float:
@@ -212,6 +223,7 @@ def build_schedule(
     epochs: int,
     steps_per_epoch: int,
     normalized_weight_decay: tuple[int, int] | None = None,
+    keys: tuple[str, str] = ("lr", "weight_decay"),
 ) -> Schedule:
     r"""Build the :class:`Schedule` ``spec`` describes for a run of ``epochs``
     epochs of ``steps_per_epoch`` batches.
@@ -219,6 +231,7 @@ def build_schedule(
     ``normalized_weight_decay``: the batch size :math:`b` and number of training
     points :math:`B` for :math:`\lambda_t = \lambda_{norm} \sqrt{b / (B T_i)}`, each
     group's ``weight_decay`` being :math:`\lambda_{norm}`; None keeps :math:`\lambda` constant.
+    ``keys``: the group keys of the learning rate and the weight decay.
 
     Epoch times become batch steps: milestones, the start of the inverse square root
     decay and the warm-up are rounded to the nearest batch; restart boundaries are exact
@@ -241,6 +254,7 @@ def build_schedule(
         warmup_steps=round(spec.warmup_epochs * steps_per_epoch),
         cycle_steps=cycle_steps,
         normalized_weight_decay=normalized_weight_decay,
+        keys=keys,
     )
 
 

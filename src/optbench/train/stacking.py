@@ -207,6 +207,10 @@ class SingleModel:
         """The optimizer's parameter group of the model, with learning rate ``lr``."""
         return {"params": self.params, "lr": lr}
 
+    def model_params(self) -> list[list[Tensor]]:
+        """The one model's parameters, as a list of one list (:meth:`StackedModels.model_params`)."""
+        return [self.params]
+
     def train(self, mode: bool = True) -> None:
         """Training mode (dropout, BatchNorm's batch statistics) or eval mode, as ``nn.Module.train``."""
         self.model.train(mode)
@@ -281,6 +285,12 @@ class StackedModels:
     def param_group(self, lr: Tensor) -> dict:
         """The optimizer's parameter group of the stacked parameters, with one learning rate per model ``(K,)``."""
         return {"params": self.params, "lr": lr, "stacked": True}
+
+    def model_params(self) -> list[list[Tensor]]:
+        """Each model's parameters as leaf tensors of its own, views of the stacked ones (model k's are
+        ``p[k]`` of each stacked ``p``): what an optimizer updates in place there, the stacked models train
+        with. Their gradients are the views ``p.grad[k]`` (:class:`optbench.train.external.External`)."""
+        return [[p.detach()[k].requires_grad_() for p in self.params] for k in range(self.count)]
 
     def train(self, mode: bool = True) -> None:
         """Training mode (BatchNorm normalizes by batch statistics and updates its running ones) or eval mode."""
