@@ -22,6 +22,7 @@ from optbench.analysis.curves import best_cell_curve
 from optbench.analysis.estimate_text import estimate
 from optbench.analysis.heatmap import best_lambda_slope, row_bests
 from optbench.report.figures import CMAP, PANEL_INCHES, log2_label, save_figure, text_colour
+from optbench.spec.decay_modes import axis_label
 
 ROW_BEST_COLOUR = "red"  # the per-row best weight decay, over viridis
 CURVE_CMAP = "tab10"  # qualitative: one colour per variant ...
@@ -93,8 +94,9 @@ def _slope_label(runs: pd.DataFrame, variant: str) -> str:
 
 
 def _decay_label(runs: pd.DataFrame, variant: str) -> str:
-    normalized = runs.loc[runs["variant"].eq(variant), "normalized_weight_decay"].any()
-    return "normalized weight decay" if normalized else "weight decay"
+    """The weight-decay axis's label (:func:`optbench.spec.decay_modes.axis_label`), from the variant's runs."""
+    mine = runs[runs["variant"].eq(variant)]
+    return axis_label(mine["optimizer.weight_decay_mode"].iloc[0], mine["normalized_weight_decay"].any())
 
 
 def heatmap_figure(

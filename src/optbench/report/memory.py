@@ -7,6 +7,10 @@ memory. The first row holds each model's parameter bytes; the others each varian
 predicted optimizer state bytes and their ratio to Adam's state (first and second
 moment in full, 2 x parameter bytes). Given runs, the
 bytes they measured sit next to the prediction for the model they trained.
+
+An external optimizer's state (:mod:`optbench.spec.external`) has no prediction from shapes: its bytes are
+those its class holds after one step on zero gradients, on the ``meta`` device, or on the CPU for a class
+whose step reads a value (``Tensor.item()``, as ``torch.optim.Adafactor``'s), which ``meta`` cannot give.
 """
 
 from __future__ import annotations
@@ -15,13 +19,16 @@ import os
 from collections.abc import Callable, Iterable, Mapping
 
 import pandas as pd
+import torch
 
 from optbench.models import REGISTRY, ModelEntry, build_model
 from optbench.optim.bases import make_optimizer
-from optbench.optim.memory import predicted_state_bytes
+from optbench.optim.memory import predicted_state_bytes, state_bytes
 from optbench.report.files import write_table_and_markdown
 from optbench.report.text import format_bytes, markdown_table
-from optbench.spec.run import OptimizerSpec
+from optbench.spec.external import ExternalOptimizerSpec
+from optbench.spec.run import OptimizerSpec, optimizer_spec
+from optbench.train.optimizer_class import keywords, load_class
 
 PARAMETERS = "parameters"
 PARAMETERS_LABEL = "parameters (Adam's state: 2x)"
@@ -37,24 +44,50 @@ def memory_models(trained: Iterable[str] = ()) -> dict[str, ModelEntry]:
     return {name: REGISTRY[name] for name in dict.fromkeys([*trained, *PAPER_MODELS])}
 
 
-def _optimizer_spec(name: str, description: dict) -> OptimizerSpec:
+def _optimizer_spec(name: str, description: dict) -> OptimizerSpec | ExternalOptimizerSpec:
     """The optimizer of a variant described as in the config's ``optimizer`` block (``label`` allowed)."""
     optimizer = {k: v for k, v in description.items() if k != "label"}
     try:
-        return OptimizerSpec.from_dict(optimizer)
+        return optimizer_spec(optimizer)
     except ValueError as err:
         raise ValueError(f"variants.{name}.{err}") from None
 
 
-def _predicted(specs: dict[str, OptimizerSpec], name: str, model: ModelEntry) -> pd.Series:
-    """Parameter bytes, then each variant's predicted state bytes, of one model built on ``meta``."""
-    params = list(
-        build_model(name, num_classes=model.num_classes, input_shape=model.input_shape, device="meta").parameters()
-    )
+def _params(name: str, model: ModelEntry, device: str) -> list[torch.Tensor]:
+    """The parameters of registry model ``name``, built for its registered shape on ``device``."""
+    net = build_model(name, num_classes=model.num_classes, input_shape=model.input_shape, device=device)
+    return list(net.parameters())
+
+
+def _external_bytes(spec: ExternalOptimizerSpec, name: str, model: ModelEntry) -> int:
+    """State bytes of an external class after one step on zero gradients of model ``name`` (see the module's
+    docstring): on ``meta``, else on the CPU."""
+    try:
+        return _one_step_bytes(spec, _params(name, model, "meta"))
+    except (RuntimeError, NotImplementedError):
+        return _one_step_bytes(spec, _params(name, model, "cpu"))
+
+
+def _one_step_bytes(spec: ExternalOptimizerSpec, params: list[torch.Tensor]) -> int:
+    """State bytes of ``spec``'s class over ``params`` after one step on zero gradients (in training mode, where
+    the class has modes: Schedule-Free steps only then)."""
+    opt = load_class(spec.class_path)(params, **keywords(spec, 1e-3, 0.0))
+    for p in params:
+        p.grad = torch.zeros_like(p)
+    if callable(getattr(opt, "train", None)):
+        opt.train()
+    opt.step()
+    return state_bytes(opt)
+
+
+def _predicted(specs: dict[str, OptimizerSpec | ExternalOptimizerSpec], name: str, model: ModelEntry) -> pd.Series:
+    """Parameter bytes, then each variant's predicted state bytes (an external class's: measured by
+    :func:`_external_bytes`), of one model built on ``meta``."""
+    params = _params(name, model, "meta")
     state = {
-        variant: predicted_state_bytes(
-            make_optimizer(spec.base, params, lr=0.0, weight_decay=0.0, switches=spec.switches)
-        )
+        variant: _external_bytes(spec, name, model)
+        if isinstance(spec, ExternalOptimizerSpec)
+        else predicted_state_bytes(make_optimizer(spec.base, params, lr=0.0, weight_decay=0.0, switches=spec.switches))
         for variant, spec in specs.items()
     }
     return pd.Series({PARAMETERS: sum(p.numel() * p.element_size() for p in params), **state})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import asdict
 from pathlib import Path
 
@@ -44,9 +45,13 @@ def _markdown(rows: list[dict[str, str]], left: tuple[str, ...], columns: list[s
     return markdown_table(table, {column: None if column in left else str for column in table.columns})
 
 
-def summary_markdown(summary: pd.DataFrame, labels: dict[str, str] | None = None) -> str:
+def summary_markdown(
+    summary: pd.DataFrame, labels: dict[str, str] | None = None, torch_decay: Collection[str] = ()
+) -> str:
     """:func:`optbench.analysis.heatmap.variant_statistics` for humans: errors in percent with one decimal,
-    the slope with its CI, the noise floor in percentage points."""
+    the slope with its CI, the noise floor in percentage points. The best weight decay of the variants
+    ``torch_decay`` (weight_decay_mode torch, :mod:`optbench.spec.decay_modes`) reads ``(lr x lambda)``: their
+    decay per step is the product of the two axes."""
     labels = labels or {}
     rows = []
     for r in summary.itertuples(index=False):
@@ -59,7 +64,8 @@ def summary_markdown(summary: pd.DataFrame, labels: dict[str, str] | None = None
                 "variant": labels.get(r.variant, r.variant),
                 "best test error": fmt.percent(r.best_test_error) + (" (border)" if r.best_on_border else ""),
                 "at lr": fmt.power_of_two(r.best_lr),
-                "at weight decay": fmt.power_of_two(r.best_weight_decay),
+                "at weight decay": fmt.power_of_two(r.best_weight_decay)
+                + (" (lr x lambda)" if r.variant in torch_decay else ""),
                 f"slope of log2 best lambda on log2 lr {CI}": slope,
                 "lr rows in fit": f"{r.slope_rows} ({r.slope_rows_at_edge} at edge)"
                 if r.slope_rows_at_edge
@@ -105,7 +111,8 @@ def write_outputs(runs_csv: str | Path, experiment: Experiment, results: str | P
     labels = {name: row["label"] for name, row in experiment.variants.items()}
     ran = set(runs["variant"])
     summary = variant_statistics(runs)
-    write_table_and_markdown(summary, summary_markdown(summary, labels), *out["summary"])
+    torch_decay = set(runs.loc[runs["optimizer.weight_decay_mode"].eq("torch"), "variant"])
+    write_table_and_markdown(summary, summary_markdown(summary, labels, torch_decay), *out["summary"])
     pairs = [pair for pair in experiment.comparisons if set(pair) <= ran]
     improvements = improvement_table(runs, pairs)
     write_table_and_markdown(improvements, improvements_markdown(improvements, labels), *out["improvements"])
