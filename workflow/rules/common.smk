@@ -1,4 +1,5 @@
 import json
+import os
 import shlex
 import sys
 
@@ -11,8 +12,11 @@ SRC = f"{workflow.basedir}/src"  # jobs run the package from this checkout (PYTH
 # The interpreter of the rules: the rule's environment under --use-conda, else the one running
 # Snakemake, so that `.venv/bin/snakemake` works without an activated venv.
 PYTHON = "python" if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method else sys.executable
-OPTBENCH = f"PYTHONPATH={shlex.quote(SRC)} {shlex.quote(PYTHON)} -m optbench"
+# The jobs' PYTHONPATH: this checkout's package, then the user's own (an external optimizer's module may be
+# there, or in the working directory, which `python -m` puts on the path).
+OPTBENCH = f"PYTHONPATH={shlex.quote(SRC)}${{{{PYTHONPATH:+:$PYTHONPATH}}}} {shlex.quote(PYTHON)} -m optbench"
 sys.path.insert(0, SRC)
+sys.path.append(os.getcwd())  # as the jobs see it, for the check of external optimizers' classes below
 from optbench.experiment import layout, run_lock
 from optbench.train.cuda import check_cuda
 from optbench.train.external_check import check_external
