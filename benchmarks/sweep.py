@@ -1,6 +1,10 @@
-"""Seconds per run of the quick preset, three ways, side by side on this machine.
+"""Seconds per run of a preset's variant (the quick preset's by default), three ways, side by side on this machine.
 
-    python benchmarks/sweep.py [--variant adamw_cosine] [--model cnn_bn] [--alone 6] [--one-by-one 12] [--threads 1]
+    python benchmarks/sweep.py [--preset quick] [--variant adamw_cosine] [--model cnn_bn] [--alone 6] [--one-by-one 12]
+                               [--threads 1]
+
+``--preset zoo --variant zoo_torch_adamw`` times an external optimizer (``torch.optim.AdamW``, one param group
+per stacked model, :mod:`optbench.train.external`).
 
 Every way goes through the real command line (``python -m optbench train``), so
 interpreter start-up, imports, data loading and record writing count:
@@ -8,11 +12,11 @@ interpreter start-up, imports, data loading and record writing count:
 1. one process per run (``runs_per_job: 1``);
 2. one process per shard, its runs one after another (``stacked: false``);
 3. one process per shard, its runs stacked into one model (``stacked: true``, the
-   quick preset's default).
+   presets' default).
 
 Ways 1 and 2 time the first ``--alone`` / ``--one-by-one`` runs of the variant's first
-shard, way 3 the whole shard (``runs_per_job`` runs). The estimate for the whole quick
-preset is every run at way 3's rate on ``--cores`` cores, training jobs only. ``--model``
+shard, way 3 the whole shard (``runs_per_job`` runs). The estimate for the whole
+preset is every run at each way's rate on ``--cores`` cores, training jobs only. ``--model``
 trains another model than the preset's in every way (e.g. ``cnn_bn``, to time grouped
 BatchNorm).
 """
@@ -59,16 +63,17 @@ def seconds_per_run(specs: list[dict], out_dir: Path, *, threads: int, stack: bo
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="quick")
     parser.add_argument("--variant", default="adamw_cosine")
     parser.add_argument("--model", help="model to train instead of the preset's")
     parser.add_argument("--alone", type=int, default=6, help="runs timed one process each")
     parser.add_argument("--one-by-one", type=int, default=12, help="runs timed one after another in one process")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads per process (the quick preset: 1)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per process (the presets': 1)")
     parser.add_argument("--cores", type=int, default=2, help="cores for the whole-preset estimate")
     args = parser.parse_args()
 
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
-    config["preset"] = "quick"
+    config["preset"] = args.preset
     experiment = load_experiment(config)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -100,8 +105,8 @@ def main() -> None:
     total_runs = sum(len(experiment.runs(v)) for v in experiment.variants)
     baseline = rows[0][2]
     print(
-        f"quick preset, variant {args.variant}, model {shard[0]['model']}, {args.threads} thread(s) per process, "
-        f"{experiment.settings['epochs']} epochs per run"
+        f"{args.preset} preset, variant {args.variant}, model {shard[0]['model']}, "
+        f"{args.threads} thread(s) per process, {experiment.settings['epochs']} epochs per run"
     )
     print(f"| way | runs timed | seconds per run | speed-up | whole preset on {args.cores} cores |")
     print("|---|---:|---:|---:|---:|")
