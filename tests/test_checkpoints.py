@@ -114,6 +114,23 @@ def test_killed_stacked_shard_resumes_bit_for_bit(tmp_path, data_dir):
     assert run.stderr.count("resuming from checkpoint") == 2
 
 
+@pytest.mark.slow
+def test_killed_external_optimizer_stack_resumes_bit_for_bit(tmp_path, data_dir):
+    """An external class's state (its state_dict) and Schedule-Free's train/eval modes survive a kill: two stacks,
+    torch.optim.NAdam and Schedule-Free AdamW, killed in the second."""
+    common = {"epochs": 3, "model": "cnn_bn", "dataset_options": {"num_samples": 1000}}
+    nadam = {"class": "torch.optim.NAdam", "weight_decay_mode": "torch", "kwargs": {"decoupled_weight_decay": True}}
+    schedule_free = {"class": "schedulefree.AdamWScheduleFree", "weight_decay_mode": "torch"}
+    stacks = [
+        spec_dict(data_dir, variant=name, optimizer=optimizer, lr=lr, weight_decay=0.25, **common)
+        for name, optimizer in (("nadam", nadam), ("schedule_free", schedule_free))
+        for lr in (2**-8, 2**-6)
+    ]
+    reference, resumed, run = kill_and_resume(tmp_path, stacks, "stack001.pt", "--stack")
+    assert resumed == reference and len(resumed) == 4
+    assert run.stderr.count("resuming from checkpoint") == 2
+
+
 def specs(directory, **overrides):
     cells = [(2**-8, 2**-10), (2**-6, 2**-8)]
     fields = {"epochs": 2, "dataset_options": {"num_samples": 1000}, **overrides}
