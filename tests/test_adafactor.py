@@ -171,10 +171,24 @@ def test_other_presets_run_no_language_model_variant(preset):
 def test_the_smoke_form_cuts_the_map_to_its_rows():
     exp = load_experiment(config("adafactor_smoke"))
     (smap,) = exp.stability_maps
-    assert [row.label for row in smap.rows] == ["A", "B", "G", "H", "O"] and smap.longer == ()
+    assert [row.label for row in smap.rows] == ["A", "B", "G", "H", "O", "Lion"] and smap.longer == ()
+    assert smap.row("Lion").variants == (None, "lm_zoo_lion")  # the zoo's rows: no warm-up only
     assert smap.update_rms == ("lm_A_warmup", "lm_G_warmup")
     tables = [p for p in outputs(exp, "r")["stability_maps"]["adafactor"] if p.endswith(".md")]
     assert tables == [f"r/tables/adafactor{s}.md" for s in ("", "_cells", "_claims", "_length", "_spikes")]
+
+
+def test_the_zoo_preset_adds_the_zoo_rows_without_warm_up_beside_rows_a_b_and_o():
+    exp = load_experiment(config("adafactor_zoo"))
+    (smap,) = exp.stability_maps
+    zoo = ["AdamW (torch)", "NAdam", "RAdam", "Adafactor (torch)", "Lion", "Schedule-Free", "CAME"]
+    assert [row.label for row in smap.rows] == ["A", "B", "O", *zoo] and smap.reference == "lm_B_warmup"
+    assert all(smap.row(label).variants[0] is None and smap.row(label).paper == (None, None) for label in zoo)
+    assert [row.label for row in smap.rows if row.relative] == ["O", "Adafactor (torch)"]
+    specs = {s.variant: s for v in exp.variants for s in exp.runs(v)}
+    assert specs["lm_zoo_schedulefree"].schedule.kind == "fixed" and specs["lm_zoo_lion"].schedule.warmup_epochs == 0
+    adafactor = load_experiment(config("adafactor"))  # the same runs as the adafactor preset's rows A, B and O
+    assert exp.runs("lm_B")[0].to_dict() == {**adafactor.runs("lm_B")[0].to_dict(), "preset": "adafactor_zoo"}
 
 
 @pytest.mark.parametrize(
@@ -382,10 +396,13 @@ def test_smoke_form_in_one_process_makes_the_tables_and_figures(tmp_path, data_d
     write_outputs(tmp_path / "runs.csv", exp, tmp_path / "results")
     tables = tmp_path / "results" / "tables"
     rows = pd.read_csv(tables / "adafactor.csv")
-    assert len(rows) == 10 and set(rows["column"]) == {"warm-up", "no warm-up"}
-    assert set(rows["verdict"]) <= {"reproduced", "not reproduced", "inconclusive"}
+    assert len(rows) == 11 and set(rows["column"]) == {"warm-up", "no warm-up"}  # Lion: no warm-up only
+    assert set(rows["verdict"]) <= {"reproduced", "not reproduced", "inconclusive", "no paper number"}
+    assert rows.loc[rows["row"].eq("Lion"), ["column", "verdict"]].values.tolist() == [
+        ["no warm-up", "no paper number"]
+    ]
     cells = pd.read_csv(tables / "adafactor_cells.csv")
-    assert len(cells) == 10 * 2 and (cells[["n_stable", "n_spiking", "n_diverged"]].sum(axis=1) == 2).all()
+    assert len(cells) == 11 * 2 and (cells[["n_stable", "n_spiking", "n_diverged"]].sum(axis=1) == 2).all()
     claims = (tables / "adafactor_claims.md").read_text()
     assert "A (beta1 0, beta2 0.999), no warm-up: fails (BLEU 0.1)" in claims and "(Figure 1)" in claims
     assert "G converges worse than B, warm-up" in claims

@@ -14,6 +14,7 @@ An entry::
       rows:
         - {label: A, configuration: "beta1 0, beta2 0.999", variants: [lm_A_warmup, lm_A], paper: [25.6, 0.1]}
         - {label: O, configuration: "Adafactor", variants: [lm_O_warmup, lm_O], paper: [25.0, 25.5], relative: true}
+        - {label: Lion, configuration: "lion_pytorch.Lion", variants: [null, lm_zoo_lion], paper: [null, null]}
       worse: [[G, B]]         # claims: row G converges worse than row B at the reference lr, in every column
       longer: [[lm_A, lm_A_long]]          # the same variant at twice the steps: does its boundary move?
       update_rms: [lm_A_warmup, lm_G_warmup]  # the update-RMS figure's curves (Figure 1: beta2 0.999 and 0.9)
@@ -22,7 +23,8 @@ The outputs are the tables ``<name>``, ``<name>_cells``, ``<name>_claims``, ``<n
 and the figures ``<name>_map`` and ``<name>_update_rms`` (:mod:`optbench.report.stability`).
 
 A preset keeps the maps of which it runs some variant, with the columns and rows it runs; cells it does not
-run are left out.
+run are left out. A row's variant is null in a column it has no cell in (a row of the zoo's optimizers, without
+warm-up only), and its paper number null where the paper has none.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ FIGURES = ("_map", "_update_rms")
 class MapRow:
     label: str  # the paper's row letter
     configuration: str
-    variants: tuple[str | None, ...]  # one per column; None where the preset does not run it
+    variants: tuple[str | None, ...]  # one per column; None where the row has no cell or the preset does not run it
     paper: tuple[float | None, ...]  # the paper's number per column; None where it has none
     relative: bool  # a relative-step row: its axis is the cap on rho_t
 
@@ -134,7 +136,7 @@ def _load(name: str, entry: dict[str, Any], known: Collection[str], running: Col
     )
 
 
-def _check_variants(cells: list[str], known: Collection[str], where: str) -> None:
+def _check_variants(cells: list[str | None], known: Collection[str], where: str) -> None:
     for variant in cells:
-        if variant not in known:
+        if variant is not None and variant not in known:
             raise ValueError(f"{where}: unknown variant {variant!r}")
