@@ -140,6 +140,7 @@ def outputs(experiment: Experiment, results: str | os.PathLike) -> dict[str, Any
     return {
         "summary": table("summary"),
         "improvements": table("improvements"),
+        **({"best_cell_shifts": table("best_cell_shifts")} if experiment.shifts else {}),
         "memory": table("memory"),
         "heatmaps": {name: figure(name) for name in experiment.figures},
         "learning_curves": figure("learning_curves"),

@@ -36,6 +36,9 @@ class Experiment:
     stability_maps: tuple[
         StabilityMap, ...
     ] = ()  # the maps of the variants it runs (optbench.experiment.stability_maps)
+    # comparisons with a claimed best-cell shift: {baseline, candidate, lr, weight_decay, source}
+    # (optbench.analysis.shift)
+    shifts: tuple[dict[str, Any], ...] = ()
 
     @property
     def runs_per_job(self) -> int:
@@ -143,7 +146,7 @@ def load_experiment(config: dict[str, Any]) -> Experiment:
         panels = present_panels(spec["panels"], variants)
         if panels:
             figures[fig] = {**spec, "panels": panels}
-    comparisons = []
+    comparisons, shifts = [], []
     for i, pair in enumerate(config.get("comparisons", [])):
         for role in ("baseline", "candidate"):
             if pair[role] not in config["variants"]:
@@ -152,6 +155,9 @@ def load_experiment(config: dict[str, Any]) -> Experiment:
                 )
         if pair["baseline"] in variants and pair["candidate"] in variants:
             comparisons.append((pair["baseline"], pair["candidate"]))
+            if "claim" in pair:
+                _check_claim(pair["claim"], f"comparisons[{i}].claim")
+                shifts.append({"baseline": pair["baseline"], "candidate": pair["candidate"], **pair["claim"]})
     for grid_name, grid in settings["grids"].items():
         for axis in ("lr", "weight_decay"):
             try:
@@ -159,7 +165,15 @@ def load_experiment(config: dict[str, Any]) -> Experiment:
             except ValueError as err:
                 raise ValueError(f"presets.{name}.grids.{grid_name}.{axis}.{err}") from None
     maps = load_stability_maps(config.get("stability_maps", {}), config["variants"], variants)
-    return Experiment(name, settings, variants, figures, tuple(comparisons), sweeps, anytime, maps)
+    return Experiment(name, settings, variants, figures, tuple(comparisons), sweeps, anytime, maps, tuple(shifts))
+
+
+def _check_claim(claim: dict[str, Any], where: str) -> None:
+    """ValueError unless each claimed ratio range is [low, high] with low below high (the schema checks the rest)."""
+    for axis in ("lr", "weight_decay"):
+        low, high = claim[axis]
+        if not low < high:
+            raise ValueError(f"{where}.{axis}: [low, high] with low below high, got {claim[axis]}")
 
 
 def present_panels(panels: list[list[str | None]], variants: Collection[str]) -> list[list[str | None]]:

@@ -19,6 +19,7 @@ from optbench.atomic import atomic_write_text
 TITLES = {
     "summary": "Summary: per variant, the best cell, the slope of log2 best weight decay on log2 lr, the noise floor",
     "improvements": "Claims: each configured comparison at each variant's best cell",
+    "best_cell_shifts": "Claims: where a candidate's best cell sits against its baseline's, against a published ratio",
     "memory": "Optimizer state memory: predicted from parameter shapes, and measured",
 }
 ORDER = tuple(TITLES)

@@ -11,6 +11,7 @@ import pandas as pd
 from optbench.analysis.estimate_text import NA, estimate
 from optbench.analysis.heatmap import variant_statistics
 from optbench.analysis.improvement import improvement_table
+from optbench.analysis.shift import shift_table
 from optbench.analysis.sweeps import anytime, best_decay_fit
 from optbench.experiment.layout import outputs
 from optbench.experiment.preset import Experiment, present_panels
@@ -102,6 +103,26 @@ def improvements_markdown(improvements: pd.DataFrame, labels: dict[str, str] | N
     return _markdown(rows, left=("baseline", "candidate"), columns=IMPROVEMENT_HEADERS)
 
 
+def shifts_markdown(shifts: pd.DataFrame, labels: dict[str, str] | None = None) -> str:
+    """:func:`optbench.analysis.shift.shift_table` for humans: per claim and axis, the claimed ratio of the
+    candidate's best value to the baseline's, the measured one as a power of 2 with its CI, the verdict."""
+    labels = labels or {}
+    rows = [
+        {
+            "candidate vs baseline": f"{labels.get(r.candidate, r.candidate)} vs {labels.get(r.baseline, r.baseline)}",
+            "axis": "learning rate" if r.axis == "lr" else "weight decay",
+            "claimed ratio": f"{r.claim_low:g} to {r.claim_high:g}",
+            f"best-cell ratio {CI}": estimate(
+                r.log2_ratio, r.log2_ratio_ci_low, r.log2_ratio_ci_high, r.n_seeds, lambda x: f"2^{x:g}"
+            ),
+            "verdict": r.verdict,
+            "source": r.source,
+        }
+        for r in shifts.itertuples(index=False)
+    ]
+    return _markdown(rows, left=("candidate vs baseline", "axis", "verdict", "source"))
+
+
 def write_outputs(runs_csv: str | Path, experiment: Experiment, results: str | Path) -> None:
     """Summary, improvement and memory tables (the preset's model and the papers'), one heatmap figure
     per configured figure, the learning curves, and each stability map's tables and figures
@@ -116,6 +137,9 @@ def write_outputs(runs_csv: str | Path, experiment: Experiment, results: str | P
     pairs = [pair for pair in experiment.comparisons if set(pair) <= ran]
     improvements = improvement_table(runs, pairs)
     write_table_and_markdown(improvements, improvements_markdown(improvements, labels), *out["improvements"])
+    if experiment.shifts:
+        shifts = shift_table(runs, list(experiment.shifts))
+        write_table_and_markdown(shifts, shifts_markdown(shifts, labels), *out["best_cell_shifts"])
     optimizers = {name: {**row["optimizer"], "label": row["label"]} for name, row in experiment.variants.items()}
     models = memory_models([experiment.settings["model"]])
     write_memory_tables(memory_table(optimizers, runs, models), *out["memory"])
