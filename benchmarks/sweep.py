@@ -4,7 +4,7 @@
                                [--threads 1]
 
 ``--preset zoo --variant zoo_torch_adamw`` times an external optimizer (``torch.optim.AdamW``, one param group
-per stacked model, :mod:`optbench.train.external`).
+per stacked model, :mod:`optbench.train.external`); ``--kwargs '{"fused": true}'`` adds keywords to its own.
 
 Every way goes through the real command line (``python -m optbench train``), so
 interpreter start-up, imports, data loading and record writing count:
@@ -70,6 +70,7 @@ def main() -> None:
     parser.add_argument("--one-by-one", type=int, default=12, help="runs timed one after another in one process")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per process (the presets': 1)")
     parser.add_argument("--cores", type=int, default=2, help="cores for the whole-preset estimate")
+    parser.add_argument("--kwargs", type=json.loads, default={}, help="JSON keywords added to an external class's")
     args = parser.parse_args()
 
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
@@ -80,6 +81,10 @@ def main() -> None:
         model = {"model": args.model} if args.model else {}
         data_dir = str(tmp / "data")
         shard = [{**spec.to_dict(), "data_dir": data_dir, **model} for spec in experiment.shards(args.variant)[0]]
+        for spec in shard if args.kwargs else ():
+            if "class" not in spec["optimizer"]:
+                parser.error(f"--kwargs: variant {args.variant} is not an external optimizer")
+            spec["optimizer"]["kwargs"] = {**spec["optimizer"].get("kwargs", {}), **args.kwargs}
         seconds_per_run(shard[:1], tmp / "warmup", threads=args.threads, stack=False)  # writes the data cache
         rows = [
             (
@@ -107,6 +112,7 @@ def main() -> None:
     print(
         f"{args.preset} preset, variant {args.variant}, model {shard[0]['model']}, "
         f"{args.threads} thread(s) per process, {experiment.settings['epochs']} epochs per run"
+        + (f", keywords {json.dumps(args.kwargs)}" if args.kwargs else "")
     )
     print(f"| way | runs timed | seconds per run | speed-up | whole preset on {args.cores} cores |")
     print("|---|---:|---:|---:|---:|")
