@@ -199,6 +199,18 @@ def test_figures_redraw_the_committed_reference_byte_for_byte(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("preset", ["reproduce", "budgets", "adafactor", "zoo", "adafactor_zoo"])
+def test_every_committed_reference_redraws_from_the_config(tmp_path, preset):
+    """The config's labels, figures and comparisons still draw each committed reference to the same bytes."""
+    reference = Path("results") / "reference" / preset
+    workdir = copy_workflow(tmp_path, extra=[str(reference)])
+    committed = tree_digest(workdir / reference)
+    result = snakemake(workdir, "figures", "--cores", "1", "--config", f"preset={preset}")
+    assert result.returncode == 0, result.stderr[-5000:]
+    assert tree_digest(workdir / reference) == committed
+
+
+@pytest.mark.slow
 def test_figures_draw_a_named_run(smoke_run, tmp_path):
     """`--config results=DIR`: the tables and figures of another run, from its runs.csv alone."""
     workdir = copy_workflow(tmp_path)
