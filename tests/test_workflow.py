@@ -16,6 +16,7 @@ import yaml
 from matplotlib import image as plt_image
 from workflow_copy import copy_workflow, snakemake, tree_digest
 
+from optbench.experiment.machine import job_cores, machine_cores
 from optbench.records.record import read_record
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -234,6 +235,17 @@ def test_a_fresh_clone_plans_the_training(tmp_path):
     jobs = {rule: int(n) for rule, n in re.findall(r"^(\w+)\s+(\d+)$", result.stdout, flags=re.MULTILINE)}
     expected = {"prepare_data": 1, "train": 34, "aggregate": 1, "outputs": 1, "report_tables": 1, "all": 1}
     assert jobs == {**expected, "total": 39}  # 17 variants x 2 training jobs
+
+
+def test_more_cores_than_the_machine_has_run_no_more_jobs_at_once_than_it_holds():
+    """`--cores` beyond this machine's cores: each training job takes a share of them, one thread each."""
+    cores = 4 * machine_cores()
+    result = snakemake(ROOT, "--dry-run", "--printshellcmds", "--cores", str(cores), timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    taken = job_cores(cores, 1, machine_cores())
+    assert set(re.findall(r"^    threads: (\d+)$", result.stdout, flags=re.MULTILINE)) == {str(taken)}
+    assert f"each training job takes {taken} of them, so {machine_cores()} run at once" in result.stderr
+    assert "-m optbench --threads 1 train" in result.stdout
 
 
 def test_compare_needs_a_reference():

@@ -18,6 +18,7 @@ OPTBENCH = f"PYTHONPATH={shlex.quote(SRC)}${{{{PYTHONPATH:+:$PYTHONPATH}}}} {shl
 sys.path.insert(0, SRC)
 sys.path.append(os.getcwd())  # as the jobs see it, for the check of external optimizers' classes below
 from optbench.experiment import layout, run_lock
+from optbench.experiment.machine import job_cores, machine_cores
 from optbench.train.cuda import check_cuda
 from optbench.train.external_check import check_external
 from optbench.experiment.config import load_checked
@@ -40,6 +41,17 @@ DRAW = config.get("results", REFERENCE)  # the results directory `figures` redra
 # there changes no job's params (a change that would make Snakemake run the job again).
 CONFIG_JSON = json.dumps({key: value for key, value in config.items() if key != "results"})
 RESOURCES = EXP.settings["resources"]
+# Of --cores, what a training job takes: on this machine, no more jobs at once than its cores hold
+# (optbench.experiment.machine); on a cluster, the preset's threads. The job runs RESOURCES["threads"] threads.
+TRAIN_CORES = RESOURCES["threads"]
+if workflow.local_exec:
+    TRAIN_CORES = job_cores(workflow.cores, RESOURCES["threads"], machine_cores())
+    if TRAIN_CORES > RESOURCES["threads"]:
+        print(
+            f"snakemake: --cores {workflow.cores} is more than this machine's {machine_cores()} cores: each training"
+            f" job takes {TRAIN_CORES} of them, so {workflow.cores // TRAIN_CORES} run at once",
+            file=sys.stderr,
+        )
 STACK = "--stack" if EXP.settings["stacked"] else ""
 ENV = "../../envs/optbench.yaml"
 

@@ -15,7 +15,7 @@ rule train:
         layout.train_log(RESULTS, "{variant}", "{shard}"),
     conda:
         ENV
-    threads: RESOURCES["threads"]
+    threads: TRAIN_CORES
     resources:
         gpu=RESOURCES["gpu"],
         runtime=RESOURCES["runtime"],
@@ -25,7 +25,7 @@ rule train:
         stack=STACK,
         checkpoints=lambda w: layout.checkpoint_dir(RESULTS, w.variant, w.shard),
     shell:
-        f"{OPTBENCH} --threads {{threads}} train {{params.stack}} --spec - --out-dir {{output}}"
+        f"{OPTBENCH} --threads {RESOURCES['threads']} train {{params.stack}} --spec - --out-dir {{output}}"
         f" --checkpoint-dir {{params.checkpoints}} 2> {{log}}"
         f"{on_stdin('specs')}"
 
