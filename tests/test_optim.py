@@ -1,6 +1,8 @@
 """The optimizer family against torch.optim, a per-tensor reference written from the spec, and the papers' formulas."""
 
 import itertools
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -430,6 +432,28 @@ def test_state_dict_round_trip_continues_identically():
     run(opt_a, a, 5, seed=9)
     run(restored, b, 5, seed=9)
     assert_close_lists(a, b, rtol=0, atol=0)
+
+
+NO_DYNAMO = """
+import sys
+import torch
+from optbench.optim import Adafactor, AdamW
+
+for make in (AdamW, Adafactor):
+    params = [torch.nn.Parameter(torch.randn(3, 4)), torch.nn.Parameter(torch.randn(4))]
+    opt = make(params)
+    opt.zero_grad()
+    sum(p.sum() for p in params).backward()
+    opt.step()
+    opt.load_state_dict(opt.state_dict())
+assert "torch._dynamo" not in sys.modules
+"""
+
+
+def test_optimizer_does_not_import_dynamo():
+    # torch.optim.Optimizer's methods import torch._dynamo on first call, seconds in every training job
+    result = subprocess.run([sys.executable, "-c", NO_DYNAMO], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
 
 
 # --- state shapes and bytes ----------------------------------------------------------------------

@@ -68,6 +68,16 @@ class UpdateRMS:
         }
 
 
+def _without_dynamo(method):
+    """``method`` of :class:`torch.optim.Optimizer` without its ``torch._disable_dynamo`` wrapper.
+
+    That wrapper only keeps ``torch.compile`` from tracing into the method, and imports
+    ``torch._dynamo`` (one to several seconds) on its first call to do so; ``functools.wraps`` keeps the method
+    itself as ``__wrapped__``. A method torch does not wrap is returned as it is.
+    """
+    return getattr(method, "__wrapped__", method)
+
+
 class AdaptiveOptimizer(torch.optim.Optimizer):
     r"""Adam, AdamW, Adafactor, SGD with momentum and their combinations behind one set of switches.
 
@@ -144,8 +154,15 @@ class AdaptiveOptimizer(torch.optim.Optimizer):
         super().__init__(params, defaults)
         self.update_rms: UpdateRMS | None = None
 
+    # torch.optim.Optimizer wraps these in torch._disable_dynamo, whose first call imports torch._dynamo:
+    # seconds in a fresh process, on every training job. This optimizer is never compiled, so it calls
+    # the undecorated methods (see _without_dynamo).
+    zero_grad = _without_dynamo(torch.optim.Optimizer.zero_grad)
+    state_dict = _without_dynamo(torch.optim.Optimizer.state_dict)
+    load_state_dict = _without_dynamo(torch.optim.Optimizer.load_state_dict)
+
     def add_param_group(self, param_group: dict[str, Any]) -> None:
-        super().add_param_group(param_group)
+        _without_dynamo(torch.optim.Optimizer.add_param_group)(self, param_group)
         group = self.param_groups[-1]
         _check_settings(group)
         for p in group["params"]:
