@@ -9,12 +9,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from optbench.optim.moments import FullSecondMoment, NoSecondMoment, second_moment
 from optbench.optim.transforms import (
-    ColumnSecondMoment,
-    FactoredSecondMoment,
-    FullSecondMoment,
-    NoSecondMoment,
-    RowSecondMoment,
     Scalar,
     add_l2_gradient,
     beta2_schedule,
@@ -40,9 +36,6 @@ SCHEDULE_MULTIPLIER, INITIAL_LR = "schedule_multiplier", "initial_lr"
 
 #: The state key of the first moment, by ``momentum`` kind.
 MOMENTUM_STATE = {"gradient": "exp_avg", "update": "update_avg", "heavy_ball": "momentum_buffer"}
-
-#: The second-moment piece of a factored tensor, by ``factored_axes``.
-FACTORED_MOMENTS = {"both": FactoredSecondMoment, "rows": RowSecondMoment, "columns": ColumnSecondMoment}
 
 
 @dataclass(frozen=True)
@@ -204,16 +197,6 @@ class AdaptiveOptimizer(torch.optim.Optimizer):
                 _step_bucket(group, t, moment, params, [p.grad for p in params], [s for _, s in members], report)
         self.update_rms = None if report is None else _update_rms(report)
         return loss
-
-
-def second_moment(group: dict, p: Tensor) -> type:
-    """The second-moment piece a parameter gets: none without ``second_moment``, factored only for
-    (each model's) tensors with ndim >= 2."""
-    if not group["second_moment"]:
-        return NoSecondMoment
-    if group["factored"] and p.ndim - group["stacked"] >= 2:
-        return FACTORED_MOMENTS[group["factored_axes"]]
-    return FullSecondMoment
 
 
 def _update_rms(report: list[tuple[Tensor, float | None]]) -> UpdateRMS:
