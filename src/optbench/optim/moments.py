@@ -82,10 +82,10 @@ class FactoredSecondMoment:
         torch._foreach_lerp_(cols, [g.mean(dim=-2) for g in squares], 1.0 - beta2_t)
         # A matrix whose gradient was all zero so far has R = 0, and V = 0 in the limit:
         # the floor on mean(R) gives exactly that instead of 0 / 0.
-        return [
-            (r / r.mean(dim=-1, keepdim=True).clamp(min=torch.finfo(r.dtype).tiny)).unsqueeze(-1) * c.unsqueeze(-2)
-            for r, c in zip(rows, cols)
-        ]
+        means = [r.mean(dim=-1, keepdim=True) for r in rows]
+        torch._foreach_clamp_min_(means, torch.finfo(rows[0].dtype).tiny)
+        ratios = torch._foreach_div(rows, means)
+        return torch._foreach_mul([q.unsqueeze(-1) for q in ratios], [c.unsqueeze(-2) for c in cols])
 
 
 class _OneFactorSecondMoment:

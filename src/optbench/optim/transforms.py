@@ -3,7 +3,8 @@ r"""The pieces the optimizer is composed of, one per column of the variant table
 Each piece works on a *bucket*: the lists of parameters, gradients and state dicts
 of one parameter group that share device, dtype, step count and second-moment
 layout, so every piece is a handful of ``torch._foreach_*`` calls over the whole
-bucket rather than a Python loop over tensors.
+bucket rather than a Python loop over tensors. (On a CPU, a bucket is stepped in
+cache-sized chunks: :func:`optbench.optim.optimizer.cache_sized`.)
 
 *Stacked* buckets hold K models at once: every tensor's leading dimension indexes the
 model, per-tensor statistics (RMS for clipping and the relative step, factored
@@ -29,6 +30,7 @@ step size                  :func:`per_tensor` (:math:`\alpha_t = \mathrm{lr}_t`)
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -38,7 +40,10 @@ Scalar = float | Tensor  # a number, or one per model (K,) in a stacked bucket
 
 
 def _rows(factors: Tensor, tensors: list[Tensor]) -> list[Tensor]:
-    """Row i of ``factors`` ((n,) or (n, K)) shaped to broadcast against ``tensors[i]``."""
+    """Row i of ``factors`` ((n,) or (n, K)) shaped to broadcast against ``tensors[i]``; a 0-d row (a number)
+    broadcasts as it is (n reshapes, ~2 us each, saved per call)."""
+    if factors.ndim == 1:
+        return list(factors.unbind())
     return [f.reshape(f.shape + (1,) * (x.ndim - f.ndim)) for f, x in zip(factors, tensors)]
 
 
@@ -96,7 +101,8 @@ class Direction:
         self.num, self.den, self.coef = num, den, coef
 
     def scale(self, factor: float | Tensor) -> None:
-        self.coef = self.coef * factor
+        unit = isinstance(self.coef, float) and self.coef == 1.0
+        self.coef = factor if unit else self.coef * factor  # 1 * k is k: no tensor op for it
 
     def values(self, keep: bool = True) -> list[Tensor]:
         """U as tensors (never the caller's gradients modified in place). ``keep``: U replaces the fraction,
@@ -105,9 +111,13 @@ class Direction:
         unit = isinstance(self.coef, float) and self.coef == 1.0
         if self.den is None and unit:
             return self.num
-        u = torch._foreach_div(self.num, self.den) if self.den is not None else torch._foreach_mul(self.num, 1.0)
-        if not unit:
-            torch._foreach_mul_(u, self.coef if isinstance(self.coef, float) else _rows(self.coef, u))
+        coef = self.coef if isinstance(self.coef, float) else _rows(self.coef, self.num)
+        if self.den is None:
+            u = torch._foreach_mul(self.num, coef)
+        else:
+            u = torch._foreach_div(self.num, self.den)
+            if not unit:
+                torch._foreach_mul_(u, coef)
         if keep:
             self.num, self.den, self.coef = u, None, 1.0
         return u
@@ -170,12 +180,19 @@ def block_rms(tensors: list[Tensor], stacked: bool) -> Tensor:
     """RMS of each tensor as a vector (n,), or of each model's slice as a matrix (n, K) when stacked."""
     if stacked:
         norms = torch.stack([torch.linalg.vector_norm(x.flatten(1), dim=1) for x in tensors])
-        sizes = [max(x[0].numel(), 1) for x in tensors]
+        sizes = tuple(max(x[0].numel(), 1) for x in tensors)
     else:
         norms = torch.stack(torch._foreach_norm(tensors))
-        sizes = [max(x.numel(), 1) for x in tensors]
-    sizes = torch.tensor(sizes, dtype=norms.dtype, device=norms.device)
-    return norms / sizes.sqrt().reshape(-1, *(1,) * (norms.ndim - 1))
+        sizes = tuple(max(x.numel(), 1) for x in tensors)
+    return norms / _root_sizes(sizes, stacked, norms.dtype, norms.device)
+
+
+@functools.lru_cache(maxsize=1024)
+def _root_sizes(sizes: tuple[int, ...], stacked: bool, dtype: torch.dtype, device: torch.device) -> Tensor:
+    r""":math:`\sqrt{n}` per tensor of ``sizes`` entries, a column (n, 1) when stacked: made once per bucket
+    layout, as two new tensors per bucket and step are a noticeable part of a small model's step."""
+    root = torch.tensor(sizes, dtype=dtype, device=device).sqrt()
+    return root.reshape(-1, 1) if stacked else root
 
 
 def clip_by_block_rms(direction: Direction, rms: Tensor, d: float) -> None:
