@@ -1,6 +1,8 @@
 """The optimizer family against torch.optim, a per-tensor reference written from the spec, and the papers' formulas."""
 
 import itertools
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -432,6 +434,28 @@ def test_state_dict_round_trip_continues_identically():
     assert_close_lists(a, b, rtol=0, atol=0)
 
 
+NO_DYNAMO = """
+import sys
+import torch
+from optbench.optim import Adafactor, AdamW
+
+for make in (AdamW, Adafactor):
+    params = [torch.nn.Parameter(torch.randn(3, 4)), torch.nn.Parameter(torch.randn(4))]
+    opt = make(params)
+    opt.zero_grad()
+    sum(p.sum() for p in params).backward()
+    opt.step()
+    opt.load_state_dict(opt.state_dict())
+assert "torch._dynamo" not in sys.modules
+"""
+
+
+def test_optimizer_does_not_import_dynamo():
+    # torch.optim.Optimizer's methods import torch._dynamo on first call, seconds in every training job
+    result = subprocess.run([sys.executable, "-c", NO_DYNAMO], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+
+
 # --- state shapes and bytes ----------------------------------------------------------------------
 
 OPTIMIZERS = {
@@ -522,20 +546,40 @@ def test_update_rms_report_is_rms_of_u_before_clipping(kw):
     }
 
 
+def same_gradients(params, twins, steps, seed=5):
+    """Yields each step's index, after giving every parameter and its twin the same random gradient."""
+    g = torch.Generator().manual_seed(seed)
+    for t in range(steps):
+        for p, q in zip(params, twins):
+            p.grad = torch.randn(p.shape, dtype=p.dtype, generator=g)
+            q.grad = p.grad.clone()
+        yield t
+
+
 @pytest.mark.parametrize("cls,kw", [(AdamW, {}), (Adafactor, {}), (AdamW, {"clip_threshold": 1.0}), (SGD, {})])
 def test_update_rms_report_changes_nothing_and_is_only_kept_for_its_step(cls, kw):
     params, twins = make_params(), make_params()
     opt, twin = cls(params, **kw), cls(twins, **kw)
-    g = torch.Generator().manual_seed(5)
-    for t in range(6):
-        for p, q in zip(params, twins):
-            p.grad = torch.randn(p.shape, dtype=p.dtype, generator=g)
-            q.grad = p.grad.clone()
+    for t in same_gradients(params, twins, 6):
         opt.step(report_update_rms=t % 2 == 0)
         twin.step()
         assert (opt.update_rms is not None) == (t % 2 == 0)
         assert twin.update_rms is None
     assert_close_lists(params, twins, rtol=0, atol=0)  # bit for bit
+
+
+@pytest.mark.parametrize("cls,kw", [(AdamW, {}), (Adafactor, {"beta1": 0.9}), (AdamW, {"clip_threshold": 1.0})])
+def test_cache_sized_chunks_step_as_the_whole_bucket(cls, kw, monkeypatch):
+    # chunks of one tensor each (the bucket in make_params is far under CHUNK_BYTES) change no bit
+    whole, chunked = make_params(), make_params()
+    opt, chunked_opt = cls(whole, **kw), cls(chunked, **kw)
+    for _ in same_gradients(whole, chunked, 4):
+        opt.step(report_update_rms=True)
+        with monkeypatch.context() as m:
+            m.setattr("optbench.optim.optimizer.CHUNK_BYTES", 1)
+            chunked_opt.step(report_update_rms=True)
+        assert torch.equal(opt.update_rms.rms, chunked_opt.update_rms.rms)
+    assert_close_lists(whole, chunked, rtol=0, atol=0)
 
 
 # --- bad input -----------------------------------------------------------------------------------

@@ -42,6 +42,24 @@ def test_cli_run_writes_a_valid_record(tmp_path, data_dir):
     assert list(out.parent.iterdir()) == [out]  # no temporary files left behind
 
 
+def test_training_does_not_import_dynamo(tmp_path, data_dir):
+    # the stacked path with a checkpoint: model stacking, schedule, optimizer steps, state dicts
+    specs = [spec_dict(data_dir, lr=lr, run_id=f"r{i}") for i, lr in enumerate((2**-8, 2**-7))]
+    script = f"""
+import sys
+from pathlib import Path
+from optbench.spec.run import RunSpec
+from optbench.train.loop import train_together
+
+specs = [RunSpec.from_dict(d) for d in {specs!r}]
+records = list(train_together(specs, stacked=True, quiet=True, checkpoint=Path({str(tmp_path / "ck.pt")!r})))
+assert [r["status"] for r in records] == ["ok", "ok"]
+assert "torch._dynamo" not in sys.modules
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+
+
 def test_same_spec_same_metrics_bit_for_bit(data_dir):
     spec = RunSpec.from_dict(spec_dict(data_dir, optimizer={"base": "Adafactor", "beta1": 0.9}))
     a, b = train(spec, quiet=True), train(spec, quiet=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from optbench.optim.optimizer import second_moment
+from optbench.optim.moments import second_moment
 
 
 def state_bytes(optimizer: torch.optim.Optimizer) -> int:

@@ -3,7 +3,8 @@ r"""The pieces the optimizer is composed of, one per column of the variant table
 Each piece works on a *bucket*: the lists of parameters, gradients and state dicts
 of one parameter group that share device, dtype, step count and second-moment
 layout, so every piece is a handful of ``torch._foreach_*`` calls over the whole
-bucket rather than a Python loop over tensors.
+bucket rather than a Python loop over tensors. (On a CPU, a bucket is stepped in
+cache-sized chunks: :func:`optbench.optim.optimizer.cache_sized`.)
 
 *Stacked* buckets hold K models at once: every tensor's leading dimension indexes the
 model, per-tensor statistics (RMS for clipping and the relative step, factored
@@ -17,9 +18,9 @@ column                     piece
 =========================  ==========================================================
 ``weight_decay_mode``      :func:`add_l2_gradient`, :func:`decay_weights`
 second-moment decay        :func:`beta2_schedule`
-second moment ``factored``, :class:`FullSecondMoment`, :class:`FactoredSecondMoment`,
-``factored_axes`` and      :class:`RowSecondMoment`, :class:`ColumnSecondMoment`,
-``second_moment``          :class:`NoSecondMoment`
+second moment ``factored``, :mod:`optbench.optim.moments`
+``factored_axes`` and
+``second_moment``
 direction ``momentum``     :func:`gradient_momentum`, :func:`heavy_ball_momentum`,
                            :func:`rms_direction`, :func:`raw_direction`, :func:`update_momentum`
 update clipping ``d``      :func:`clip_by_block_rms`
@@ -29,6 +30,7 @@ step size                  :func:`per_tensor` (:math:`\alpha_t = \mathrm{lr}_t`)
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -38,7 +40,10 @@ Scalar = float | Tensor  # a number, or one per model (K,) in a stacked bucket
 
 
 def _rows(factors: Tensor, tensors: list[Tensor]) -> list[Tensor]:
-    """Row i of ``factors`` ((n,) or (n, K)) shaped to broadcast against ``tensors[i]``."""
+    """Row i of ``factors`` ((n,) or (n, K)) shaped to broadcast against ``tensors[i]``; a 0-d row (a number)
+    broadcasts as it is (n reshapes, ~2 us each, saved per call)."""
+    if factors.ndim == 1:
+        return list(factors.unbind())
     return [f.reshape(f.shape + (1,) * (x.ndim - f.ndim)) for f, x in zip(factors, tensors)]
 
 
@@ -83,147 +88,6 @@ def beta2_schedule(t: int, beta2: float, beta2_decay: float | None) -> tuple[flo
     return 1.0 - t ** (-beta2_decay), 1.0
 
 
-def _squared(grads: list[Tensor], eps1: float) -> list[Tensor]:
-    squares = torch._foreach_mul(grads, grads)
-    if eps1:
-        torch._foreach_add_(squares, eps1)
-    return squares
-
-
-class FullSecondMoment:
-    r"""Full second moment, one entry per parameter entry:
-
-    .. math:: V_t = \hat\beta_{2,t} V_{t-1} + (1 - \hat\beta_{2,t}) (G_t^2 + \epsilon_1)
-    """
-
-    @staticmethod
-    def numel(shape: torch.Size) -> int:
-        return math.prod(shape)
-
-    @staticmethod
-    def init(p: Tensor) -> dict[str, Tensor]:
-        return {"exp_avg_sq": torch.zeros_like(p, memory_format=torch.preserve_format)}
-
-    @staticmethod
-    def update(states: list[dict], grads: list[Tensor], beta2_t: float, eps1: float) -> list[Tensor]:
-        """Advances the average in place and returns it (the state tensors themselves)."""
-        v = [s["exp_avg_sq"] for s in states]
-        torch._foreach_mul_(v, beta2_t)
-        if eps1:
-            torch._foreach_add_(v, _squared(grads, eps1), alpha=1.0 - beta2_t)
-        else:
-            torch._foreach_addcmul_(v, grads, grads, value=1.0 - beta2_t)
-        return v
-
-
-class FactoredSecondMoment:
-    r"""Factored second moment over the last two dimensions (Adafactor), for tensors
-    with ``ndim >= 2``; leading dimensions are a batch of matrices.
-
-    .. math::
-        R_t &= \hat\beta_{2,t} R_{t-1} + (1 - \hat\beta_{2,t})\, \mathrm{mean}_{-1}(G_t^2 + \epsilon_1) \\
-        C_t &= \hat\beta_{2,t} C_{t-1} + (1 - \hat\beta_{2,t})\, \mathrm{mean}_{-2}(G_t^2 + \epsilon_1) \\
-        \hat V_t &= R_t C_t / \mathrm{mean}(R_t)
-
-    which equals the paper's :math:`R_t C_t / 1_n^\top R_t` with row and column *sums*.
-    A ``(..., n, m)`` parameter keeps ``(..., n)`` and ``(..., m)`` numbers instead of ``(..., n, m)``.
-    """
-
-    @staticmethod
-    def numel(shape: torch.Size) -> int:
-        return math.prod(shape[:-2]) * (shape[-2] + shape[-1])
-
-    @staticmethod
-    def init(p: Tensor) -> dict[str, Tensor]:
-        return {
-            "exp_avg_sq_row": p.new_zeros(p.shape[:-1]),
-            "exp_avg_sq_col": p.new_zeros(p.shape[:-2] + p.shape[-1:]),
-        }
-
-    @staticmethod
-    def update(states: list[dict], grads: list[Tensor], beta2_t: float, eps1: float) -> list[Tensor]:
-        """Advances the row and column averages and returns the reconstructed V (new tensors)."""
-        squares = _squared(grads, eps1)
-        rows = [s["exp_avg_sq_row"] for s in states]
-        cols = [s["exp_avg_sq_col"] for s in states]
-        torch._foreach_lerp_(rows, [g.mean(dim=-1) for g in squares], 1.0 - beta2_t)
-        torch._foreach_lerp_(cols, [g.mean(dim=-2) for g in squares], 1.0 - beta2_t)
-        # A matrix whose gradient was all zero so far has R = 0, and V = 0 in the limit:
-        # the floor on mean(R) gives exactly that instead of 0 / 0.
-        return [
-            (r / r.mean(dim=-1, keepdim=True).clamp(min=torch.finfo(r.dtype).tiny)).unsqueeze(-1) * c.unsqueeze(-2)
-            for r, c in zip(rows, cols)
-        ]
-
-
-class _OneFactorSecondMoment:
-    r"""One factor of :class:`FactoredSecondMoment` kept alone: the average of :math:`G^2 + \epsilon_1` over
-    dimension :attr:`dim`, broadcast back along it as :math:`\hat V`. Subclasses name the factor."""
-
-    key: str  # the state tensor
-    dim: int  # the dimension averaged away: -1 keeps one number per row, -2 one per column
-
-    @classmethod
-    def _shape(cls, shape: torch.Size) -> torch.Size:
-        kept = list(shape)
-        del kept[cls.dim]
-        return torch.Size(kept)
-
-    @classmethod
-    def numel(cls, shape: torch.Size) -> int:
-        return math.prod(cls._shape(shape))
-
-    @classmethod
-    def init(cls, p: Tensor) -> dict[str, Tensor]:
-        return {cls.key: p.new_zeros(cls._shape(p.shape))}
-
-    @classmethod
-    def update(cls, states: list[dict], grads: list[Tensor], beta2_t: float, eps1: float) -> list[Tensor]:
-        r"""Advances the average and returns :math:`\hat V` broadcast to each gradient's shape (new tensors)."""
-        averages = [s[cls.key] for s in states]
-        torch._foreach_lerp_(averages, [g.mean(dim=cls.dim) for g in _squared(grads, eps1)], 1.0 - beta2_t)
-        return [a.unsqueeze(cls.dim).expand(g.shape).contiguous() for a, g in zip(averages, grads)]
-
-
-class RowSecondMoment(_OneFactorSecondMoment):
-    r"""The row factor alone (``factored_axes="rows"``), for tensors with ``ndim >= 2``:
-
-    .. math::
-        R_t = \hat\beta_{2,t} R_{t-1} + (1 - \hat\beta_{2,t})\, \mathrm{mean}_{-1}(G_t^2 + \epsilon_1), \qquad
-        \hat V_{t,ij} = R_{t,i}
-
-    A ``(..., n, m)`` parameter keeps ``(..., n)`` numbers: every entry of a row gets the row's mean square.
-    """
-
-    key, dim = "exp_avg_sq_row", -1
-
-
-class ColumnSecondMoment(_OneFactorSecondMoment):
-    r"""The column factor alone (``factored_axes="columns"``), for tensors with ``ndim >= 2``:
-
-    .. math::
-        C_t = \hat\beta_{2,t} C_{t-1} + (1 - \hat\beta_{2,t})\, \mathrm{mean}_{-2}(G_t^2 + \epsilon_1), \qquad
-        \hat V_{t,ij} = C_{t,j}
-
-    A ``(..., n, m)`` parameter keeps ``(..., m)`` numbers: every entry of a column gets the column's mean square.
-    """
-
-    key, dim = "exp_avg_sq_col", -2
-
-
-class NoSecondMoment:
-    r"""No second moment (``second_moment=False``, SGD): no state, and the direction is not
-    normalized (:func:`raw_direction` instead of :func:`rms_direction`)."""
-
-    @staticmethod
-    def numel(shape: torch.Size) -> int:
-        return 0
-
-    @staticmethod
-    def init(p: Tensor) -> dict[str, Tensor]:
-        return {}
-
-
 class Direction:
     r"""The update direction :math:`U = k \cdot N / D`, held as a fraction.
 
@@ -237,7 +101,8 @@ class Direction:
         self.num, self.den, self.coef = num, den, coef
 
     def scale(self, factor: float | Tensor) -> None:
-        self.coef = self.coef * factor
+        unit = isinstance(self.coef, float) and self.coef == 1.0
+        self.coef = factor if unit else self.coef * factor  # 1 * k is k: no tensor op for it
 
     def values(self, keep: bool = True) -> list[Tensor]:
         """U as tensors (never the caller's gradients modified in place). ``keep``: U replaces the fraction,
@@ -246,9 +111,13 @@ class Direction:
         unit = isinstance(self.coef, float) and self.coef == 1.0
         if self.den is None and unit:
             return self.num
-        u = torch._foreach_div(self.num, self.den) if self.den is not None else torch._foreach_mul(self.num, 1.0)
-        if not unit:
-            torch._foreach_mul_(u, self.coef if isinstance(self.coef, float) else _rows(self.coef, u))
+        coef = self.coef if isinstance(self.coef, float) else _rows(self.coef, self.num)
+        if self.den is None:
+            u = torch._foreach_mul(self.num, coef)
+        else:
+            u = torch._foreach_div(self.num, self.den)
+            if not unit:
+                torch._foreach_mul_(u, coef)
         if keep:
             self.num, self.den, self.coef = u, None, 1.0
         return u
@@ -311,12 +180,19 @@ def block_rms(tensors: list[Tensor], stacked: bool) -> Tensor:
     """RMS of each tensor as a vector (n,), or of each model's slice as a matrix (n, K) when stacked."""
     if stacked:
         norms = torch.stack([torch.linalg.vector_norm(x.flatten(1), dim=1) for x in tensors])
-        sizes = [max(x[0].numel(), 1) for x in tensors]
+        sizes = tuple(max(x[0].numel(), 1) for x in tensors)
     else:
         norms = torch.stack(torch._foreach_norm(tensors))
-        sizes = [max(x.numel(), 1) for x in tensors]
-    sizes = torch.tensor(sizes, dtype=norms.dtype, device=norms.device)
-    return norms / sizes.sqrt().reshape(-1, *(1,) * (norms.ndim - 1))
+        sizes = tuple(max(x.numel(), 1) for x in tensors)
+    return norms / _root_sizes(sizes, stacked, norms.dtype, norms.device)
+
+
+@functools.lru_cache(maxsize=1024)
+def _root_sizes(sizes: tuple[int, ...], stacked: bool, dtype: torch.dtype, device: torch.device) -> Tensor:
+    r""":math:`\sqrt{n}` per tensor of ``sizes`` entries, a column (n, 1) when stacked: made once per bucket
+    layout, as two new tensors per bucket and step are a noticeable part of a small model's step."""
+    root = torch.tensor(sizes, dtype=dtype, device=device).sqrt()
+    return root.reshape(-1, 1) if stacked else root
 
 
 def clip_by_block_rms(direction: Direction, rms: Tensor, d: float) -> None:

@@ -60,7 +60,7 @@ from torch.optim.lr_scheduler import (
     MultiStepLR,
 )
 
-from optbench.optim.optimizer import INITIAL_LR, SCHEDULE_MULTIPLIER, lr_ratio
+from optbench.optim.optimizer import INITIAL_LR, SCHEDULE_MULTIPLIER, AdaptiveOptimizer, lr_ratio
 from optbench.optim.transforms import Scalar
 from optbench.spec.schedule import ScheduleSpec, geometric_sum
 
@@ -270,7 +270,7 @@ def _main_scheduler(
         """The run's length in batches, at every batch."""
         return float(total_steps)
 
-    clock = torch.optim.SGD([torch.zeros(0)], lr=1.0)
+    clock = AdaptiveOptimizer([torch.zeros(0)], lr=1.0)  # torch's optimizers import torch._dynamo (see there)
     if spec.kind == "fixed":
         scheduler = LambdaLR(clock, lambda step: 1.0)
     elif spec.kind == "step":
