@@ -2,7 +2,7 @@
 
     python benchmarks/stacked_step.py [--against REV] [--models 14] [--steps 200] [--rounds 5] [--threads 1]
 
-Loads ``optbench.train.stacking`` as it is here and as it was at ``--against`` (``git show REV:...``), builds
+Loads ``optbench.train.stacking`` (and ``grouped_layers``) as here and as at ``--against`` (``git show``), builds
 ``--models`` stacked copies of the quick preset's ``cnn_bn`` with each, and times forward + loss + backward on
 one MNIST-1D-shaped batch (100 signals of 1 x 40), the two versions' steps interleaved round by round so that
 the machine's load hits both alike. Prints the median milliseconds per step of each and the ratio, and checks
@@ -30,19 +30,30 @@ from optbench.models.cnn import build_cnn_bn  # noqa: E402
 from optbench.train import stacking  # noqa: E402
 from optbench.train.job import reuse_freed_memory  # noqa: E402
 
-MODULE = "src/optbench/train/stacking.py"
+#: The modules of the stacked step, by import name: the second imports the first where both exist.
+MODULES = {
+    "optbench.train.grouped_layers": "src/optbench/train/grouped_layers.py",
+    "optbench.train.stacking": "src/optbench/train/stacking.py",
+}
 
 
 def module_at(rev: str, tmp: Path):
-    """``optbench.train.stacking`` as it was at commit ``rev``."""
-    path = tmp / "stacking_at_rev.py"
-    path.write_text(
-        subprocess.run(["git", "show", f"{rev}:{MODULE}"], cwd=ROOT, check=True, capture_output=True, text=True).stdout
-    )
-    spec = importlib.util.spec_from_file_location("stacking_at_rev", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """``optbench.train.stacking`` as it was at commit ``rev``, importing the grouped layers of ``rev`` too
+    (where that commit has them in a module of their own)."""
+    here = {name: sys.modules[name] for name in MODULES}
+    try:
+        for name, path in MODULES.items():
+            shown = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=ROOT, capture_output=True, text=True)
+            if shown.returncode:  # not in that commit: its stacking.py holds the layers itself
+                continue
+            (tmp / path.replace("/", "_")).write_text(shown.stdout)
+            spec = importlib.util.spec_from_file_location(f"{name}_at_rev", tmp / path.replace("/", "_"))
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module
+            spec.loader.exec_module(module)
+        return sys.modules["optbench.train.stacking"]
+    finally:
+        sys.modules.update(here)
 
 
 def step_of(module, count: int):
