@@ -248,6 +248,14 @@ def test_more_cores_than_the_machine_has_run_no_more_jobs_at_once_than_it_holds(
     assert "-m optbench --threads 1 train" in result.stdout
 
 
+def test_on_a_cluster_training_jobs_take_the_presets_threads_whatever_cores():
+    """`--cores` counts this machine's cores: with a cluster executor (`--jobs`) a job asks for its preset's."""
+    result = snakemake(ROOT, "--dry-run", "--profile", "profiles/slurm", "--cores", "64", "--config", "preset=smoke")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "training job takes" not in result.stderr
+    assert re.findall(r"^    threads: (\d+)$", result.stdout, flags=re.MULTILINE) == []  # 1, which is not printed
+
+
 def test_compare_needs_a_reference():
     result = snakemake(ROOT, "compare", "--dry-run", "--config", "preset=paper", timeout=120)
     assert result.returncode != 0

@@ -42,14 +42,16 @@ DRAW = config.get("results", REFERENCE)  # the results directory `figures` redra
 CONFIG_JSON = json.dumps({key: value for key, value in config.items() if key != "results"})
 RESOURCES = EXP.settings["resources"]
 # Of --cores, what a training job takes: on this machine, no more jobs at once than its cores hold
-# (optbench.experiment.machine); on a cluster, the preset's threads. The job runs RESOURCES["threads"] threads.
+# (optbench.experiment.machine); on a cluster (--jobs, which only a cluster executor's run sets here) or without
+# --cores (--report), the preset's threads. The job runs RESOURCES["threads"] threads.
 TRAIN_CORES = RESOURCES["threads"]
-if workflow.local_exec:
-    TRAIN_CORES = job_cores(workflow.cores, RESOURCES["threads"], machine_cores())
+CORES = workflow.resource_settings.cores
+if workflow.resource_settings.nodes is None and CORES is not None:
+    TRAIN_CORES = job_cores(CORES, RESOURCES["threads"], machine_cores())
     if TRAIN_CORES > RESOURCES["threads"]:
         print(
-            f"snakemake: --cores {workflow.cores} is more than this machine's {machine_cores()} cores: each training"
-            f" job takes {TRAIN_CORES} of them, so {workflow.cores // TRAIN_CORES} run at once",
+            f"snakemake: --cores {CORES} is more than this machine's {machine_cores()} cores: each training"
+            f" job takes {TRAIN_CORES} of them, so {CORES // TRAIN_CORES} run at once",
             file=sys.stderr,
         )
 STACK = "--stack" if EXP.settings["stacked"] else ""
