@@ -159,6 +159,17 @@ def test_aggregate_stops_at_a_record_that_breaks_the_schema(tmp_path, change, er
     assert not (tmp_path / "runs.csv").exists()
 
 
+def test_aggregate_stops_at_a_record_that_contradicts_itself(tmp_path):
+    """The case of issue 22: a final error of 0.01 under a history that ends at 0.75 reached summary.md."""
+    bad = make_record("adamw", 1e-3, 0.1, 0, 0.75)
+    bad.update(final_test_error=0.01)
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(bad))
+    with pytest.raises(ValueError, match=re.escape(f"{path}: final_test_error is 0.01 but its history gives 0.75")):
+        aggregate([path], tmp_path / "runs.csv")
+    assert not (tmp_path / "runs.csv").exists()
+
+
 # --- the summary and improvement tables for humans (optbench.report.outputs) -----------------------------------
 
 

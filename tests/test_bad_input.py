@@ -33,6 +33,7 @@ from optbench.experiment.preset import load_experiment
 from optbench.records.checks import expected_fields
 from optbench.records.record import record_schema, write_record
 from optbench.spec.datasets import DATASETS
+from optbench.spec.switches import ADDED_SINCE_V2
 from optbench.train.cuda import check_cuda
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -312,6 +313,28 @@ BAD_RECORDS = [
     ("another cell", lambda r: r.update(lr=0.5), "lr is 0.5 in the record but"),
     ("another optimizer", lambda r: r["optimizer"].update(beta1=0.5), "optimizer is {"),
     ("another run id", lambda r: r.update(run_id="x"), "run_id is 'x' in the record but"),
+    (
+        "a final error its history does not end at",
+        lambda r: r.update(final_test_error=0.01),
+        "final_test_error is 0.01 but its history gives 0.2",
+    ),
+    (
+        "a best error above the history's least",
+        lambda r: r.update(best_test_error=0.5),
+        "best_test_error is 0.5 but its history gives 0.2",
+    ),
+    (
+        "a final loss not the history's",
+        lambda r: r.update(final_train_loss=9.0),
+        "final_train_loss is 9.0 but its history gives",
+    ),
+    (
+        "a history shorter than the run",
+        lambda r: r.update(history=r["history"][-1:]),
+        "the history has 1 epochs but the run has",
+    ),
+    ("epochs out of order", lambda r: r["history"][0].update(epoch=5), "the history's epochs are [5, "),
+    ("an empty history", lambda r: r.update(history=[]), "the history is empty"),
 ]
 
 
@@ -325,6 +348,30 @@ def test_a_bad_record_stops_aggregation_naming_the_file(aggregated, tmp_path, ca
     assert lines[0].startswith(f"optbench aggregate: error: {paths[5]}: ") and message in lines[0]
     assert runs_csv.read_bytes() == before
     assert os.listdir(runs_csv.parent) == ["runs.csv"]
+
+
+def test_every_bad_record_is_named_one_line_each(aggregated, tmp_path, capsys):
+    c, paths, runs_csv = aggregated
+    before = runs_csv.read_bytes()
+    edit(paths[2], lambda r: r.update(final_test_error=0.01))
+    edit(paths[7], lambda r: r.update(best_test_error=0.5, lr=0.5))
+    status, lines = aggregate(capsys, tmp_path, c, runs_csv)
+    assert status == 2 and len(lines) == 2
+    assert lines[0].startswith(f"optbench aggregate: error: {paths[2]}: final_test_error is 0.01")
+    assert lines[1].startswith(f"optbench aggregate: error: {paths[7]}: best_test_error is 0.5")
+    assert "; lr is 0.5 in the record but" in lines[1]
+    assert runs_csv.read_bytes() == before
+
+
+def test_a_record_from_before_a_switch_existed_reads_as_its_default(aggregated, tmp_path, capsys):
+    """Adding a switch to the table (and to ADDED_SINCE_V2, which the record schema leaves optional) leaves old
+    records valid: a switch a record lacks is read as its default, in the check and in runs.csv."""
+    c, paths, runs_csv = aggregated
+    before = runs_csv.read_bytes()
+    for path in paths:
+        edit(path, lambda r: [r["optimizer"].pop(name) for name in ADDED_SINCE_V2])
+    assert aggregate(capsys, tmp_path, c, runs_csv) == (0, [])
+    assert runs_csv.read_bytes() == before
 
 
 def test_a_missing_record_stops_aggregation_naming_the_file(aggregated, tmp_path, capsys):

@@ -181,8 +181,9 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     try:
         args.func(args)
-    except (ValueError, OSError) as err:  # a bad input or config, a read-only or full disk: one line
-        print(f"optbench {args.command}: error: {err}", file=sys.stderr)
+    except (ValueError, OSError) as err:  # a bad input or config, a read-only or full disk: one line (per bad file)
+        for line in str(err).splitlines():
+            print(f"optbench {args.command}: error: {line}", file=sys.stderr)
         return 2
     return 0
 

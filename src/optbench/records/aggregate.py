@@ -1,6 +1,6 @@
-"""The aggregation step: run records -> ``runs.csv``, each record read, validated and, for a preset, checked
-against its run spec first; a missing or bad record stops it, naming the file, and leaves ``runs.csv`` as
-it was."""
+"""The aggregation step: run records -> ``runs.csv``, each record read, validated, checked against itself and,
+for a preset, against its run spec first (:mod:`optbench.records.checks`); a missing or bad record stops it,
+naming the file (every bad one, a line each), and leaves ``runs.csv`` as it was."""
 
 from __future__ import annotations
 
@@ -10,19 +10,24 @@ from collections.abc import Iterable
 from optbench.atomic import atomic_write_csv
 from optbench.experiment.layout import record_paths
 from optbench.experiment.preset import Experiment
-from optbench.records.checks import check_against
+from optbench.records.checks import check_records, with_default_switches
 from optbench.records.record import read_record
 from optbench.records.table import runs_table
 
 
 def load_records(paths: Iterable[str | os.PathLike]) -> list[dict]:
-    """Read and validate run-record files; the first bad one stops it, naming the file and its first error."""
-    return [read_record(path) for path in paths]
+    """Read and validate run-record files, each optimizer switch a record lacks at its default; the first bad
+    file stops it, naming the file and its first error."""
+    records = [read_record(path) for path in paths]
+    return [{**record, "optimizer": with_default_switches(record["optimizer"])} for record in records]
 
 
 def aggregate(paths: Iterable[str | os.PathLike], runs_csv: str | os.PathLike) -> None:
-    """Run-record JSON files -> ``runs.csv``."""
-    atomic_write_csv(runs_csv, runs_table(load_records(paths)))
+    """Run-record JSON files, each consistent with itself -> ``runs.csv``."""
+    paths = list(paths)
+    records = load_records(paths)
+    check_records(paths, records, None)
+    atomic_write_csv(runs_csv, runs_table(records))
 
 
 def aggregate_preset(experiment: Experiment, runs_dir: str | os.PathLike, runs_csv: str | os.PathLike) -> None:
@@ -31,5 +36,5 @@ def aggregate_preset(experiment: Experiment, runs_dir: str | os.PathLike, runs_c
     (:mod:`optbench.records.checks`) -> ``runs.csv``."""
     paths, specs = record_paths(experiment, runs_dir)
     records = load_records(paths)
-    check_against(paths, records, specs, experiment.preset)
+    check_records(paths, records, specs, experiment.preset)
     atomic_write_csv(runs_csv, runs_table(records))
