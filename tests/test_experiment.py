@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from optbench.experiment.layout import outputs
+from optbench.experiment.layout import outputs, shard_index, shard_name
 from optbench.experiment.preset import axis_values, load_experiment
 from optbench.experiment.sweeps import SETTINGS
 from optbench.spec.run import RunSpec
@@ -155,3 +155,14 @@ def test_swept_names_are_wildcard_and_file_name_safe():
 def test_config_schema_allows_exactly_the_sweepable_settings():
     schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
     assert schema["$defs"]["preset"]["properties"]["sweeps"]["propertyNames"]["enum"] == list(SETTINGS)
+
+
+@pytest.mark.parametrize(("index", "name"), [(0, "shard000"), (7, "shard007"), (999, "shard999"), (1000, "shard1000")])
+def test_a_shards_name_and_index_go_both_ways(index, name):
+    assert shard_name(index) == name and shard_index(name) == index
+
+
+@pytest.mark.parametrize("name", ["shard0007", "shard07", "shard01000", "shardx", "shard"])
+def test_a_name_no_shard_has_is_refused(name):
+    with pytest.raises(ValueError, match=re.escape(f"shard: {name!r} is not a shard's name")):
+        shard_index(name)

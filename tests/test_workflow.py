@@ -256,6 +256,19 @@ def test_on_a_cluster_training_jobs_take_the_presets_threads_whatever_cores():
     assert re.findall(r"^    threads: (\d+)$", result.stdout, flags=re.MULTILINE) == []  # 1, which is not printed
 
 
+def test_more_than_a_thousand_jobs_per_variant_plan(tmp_path):
+    """Shard names go on past shard999: one run per job on a 33 x 31 grid plans 1023 training jobs."""
+    workdir = copy_workflow(tmp_path)
+    config = yaml.safe_load((workdir / "config.yaml").read_text())
+    preset = config["presets"]["smoke"]
+    preset.update(variants=["adamw_cosine"], runs_per_job=1)
+    preset["grids"]["raw"] = {"lr": {"log2": [-40, -8]}, "weight_decay": {"log2": [-40, -10]}}
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    result = snakemake(workdir, "--dry-run", "--quiet", "rules", "--config", "preset=smoke", timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "train 1023" in " ".join(result.stdout.split())
+
+
 def test_compare_needs_a_reference():
     result = snakemake(ROOT, "compare", "--dry-run", "--config", "preset=paper", timeout=120)
     assert result.returncode != 0

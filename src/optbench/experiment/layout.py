@@ -22,8 +22,9 @@ from typing import Any
 from optbench.experiment.preset import Experiment
 from optbench.spec.run import RunSpec
 
-#: A shard's directory name: ``shard`` and its index, three digits at least.
-SHARD_PATTERN = r"shard\d{3}"
+#: A shard's directory name: ``shard`` and its index, three digits at least: zero-padded to three below 1000,
+#: as it is from 1000 on (one name per index, so ``shard0007`` is none).
+SHARD_PATTERN = r"shard(?:\d\d\d|[1-9]\d\d\d+)"  # not \d{3,}: Snakemake matched no shard with it
 COMPARE_FILES = ("compare.md", "compare.csv", "difference.png", "difference.pdf")
 
 
@@ -80,7 +81,7 @@ def tables_page(results: str | os.PathLike) -> str:
 
 
 def shard_name(index: int) -> str:
-    """``shard007`` for index 7 (:data:`SHARD_PATTERN`)."""
+    """``shard007`` for index 7, ``shard1000`` for 1000 (:data:`SHARD_PATTERN`)."""
     return f"shard{index:03d}"
 
 
