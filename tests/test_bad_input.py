@@ -165,6 +165,18 @@ BAD_CONFIGS = [
         lambda c: c["variants"]["adamw_fixed"]["optimizer"].update(decay="l2"),
         "variants.adamw_fixed.optimizer.decay: renamed to weight_decay_mode",
     ),
+    (
+        "a milestone at the run's end",
+        lambda c: quick(c)["schedules"]["step"].update(milestones=[2, 5, 8]),
+        "presets.quick.schedules.step: milestones must be < epochs (8), or the drop never happens",
+    ),
+    (
+        "a variant name too long for a file name",
+        lambda c: (
+            c["variants"].update({"v" * 250: c["variants"]["adamw_fixed"]}) or quick(c)["variants"].append("v" * 250)
+        ),
+        "presets.quick.variant: at most 200 bytes (it names files), got 250",
+    ),
 ]
 
 
@@ -176,6 +188,21 @@ def test_a_bad_config_is_one_line_naming_the_key(change, message):
         load_checked(c, SCHEMA)
     assert str(error.value).startswith(message)
     assert "\n" not in str(error.value)
+
+
+def test_a_milestone_past_a_swept_budget_is_named():
+    """The preset's epochs fit the milestones; the shortest budget of its sweep does not."""
+    c = config("budgets")
+    budgets = c["presets"]["budgets"]
+    budgets["variants"].append("adamw_step")
+    budgets["schedules"]["step"] = {"kind": "step", "milestones": [5, 30]}
+    budgets["sweeps"]["epochs"]["variants"].append("adamw_step")
+    with pytest.raises(ValueError) as error:
+        load_checked(c, SCHEMA)
+    assert str(error.value) == (
+        "presets.budgets.schedules.step: milestones must be < epochs (3), or the drop never happens; "
+        "got [5.0, 30.0] (in the runs of variant adamw_step-epochs3, 3 epochs)"
+    )
 
 
 def test_the_schemas_are_valid_json_schemas():
@@ -239,6 +266,12 @@ BAD_SPECS = [
     ({"dataset_options": {"colour": 1}}, "dataset_options.colour: unknown option for dataset 'mnist1d'"),
     ({"seed": -1}, "seed: must be an integer >= 0, got -1"),
     ({"optimizer": {"base": "AdamW", "eps": NAN}}, "optimizer.eps: must be a finite number >= 0, got nan"),
+    ({"schedule": {"kind": "step", "milestones": [1, 2]}}, "schedule: milestones must be < epochs (2), or the drop"),
+    ({"schedule": {"milestones": [1]}}, "schedule: kind is required, one of fixed, step,"),
+    ({"bf16": "yes"}, "bf16: must be true or false, got 'yes'"),
+    ({"run_id": ".."}, "run_id: must be a file name (not empty, '.' or '..', no '/'), got '..'"),
+    ({"lr": "0.01"}, "lr: must be a finite number >= 0, got '0.01'"),
+    ({"variant": "v" * 250}, "variant: at most 200 bytes (it names files), got 250"),
 ]
 
 
@@ -255,6 +288,11 @@ def test_a_bad_spec_stops_the_job_before_it_trains(tmp_path, capsys, change, mes
     assert status == 2 and len(lines) == 1
     assert lines[0].startswith(f"optbench train: error: {path}, run spec 1: {message}")
     assert not (tmp_path / "runs").exists()
+
+
+def test_an_empty_spec_list_stops_the_job(tmp_path, capsys):
+    status, lines = train(capsys, "--spec-json", "[]", "--out-dir", tmp_path / "runs")
+    assert (status, lines) == (2, ["optbench train: error: --spec-json: no run specs (an empty list)"])
 
 
 def test_the_same_run_twice_stops_the_job_before_it_trains(tmp_path, capsys):
@@ -480,7 +518,8 @@ def test_a_second_run_of_a_preset_stops_before_its_first_job(lock_held_elsewhere
 
 @pytest.mark.slow
 def test_a_big_shard_trains_and_a_bad_record_leaves_runs_csv_as_it_was(tmp_path):
-    """A job whose two specs are 300 KB of JSON (a step schedule with 20,000 milestones past the run's end)
+    """A job whose two specs are 300 KB of JSON (a step schedule with 20,000 milestones in its first half epoch,
+    each dropping the learning rate by a factor of 1)
     trains: they reach it by file. Then a record of another preset stops aggregation, and runs.csv stays."""
     workdir = copy_workflow(tmp_path)
     c = config("tiny")
@@ -489,7 +528,7 @@ def test_a_big_shard_trains_and_a_bad_record_leaves_runs_csv_as_it_was(tmp_path)
         "variants": ["adamw_step"],
         "epochs": 1,
         "runs_per_job": 2,
-        "schedules": {"step": {"kind": "step", "milestones": list(range(2, 20_002))}},
+        "schedules": {"step": {"kind": "step", "milestones": [i / 40_000 for i in range(1, 20_001)], "gamma": 1.0}},
         "grids": {"raw": {"lr": {"log2": [-7, -7]}, "weight_decay": {"log2": [-10, -9]}}},
     }
     assert (

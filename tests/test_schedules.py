@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 from fractions import Fraction
 
 import pytest
@@ -45,9 +46,9 @@ def test_fixed():
     assert cycles == [3.0] * 13
 
 
-def test_step_drops_at_milestone_batches_and_late_milestones_never_fire():
-    # milestones at epochs 3 and 6.5 -> batches 12 and 26; epoch 20 is past the 10-epoch run.
-    spec = ScheduleSpec(kind="step", milestones=(3, 6.5, 20), gamma=0.5)
+def test_step_drops_at_milestone_batches():
+    # milestones at epochs 3 and 6.5 -> batches 12 and 26
+    spec = ScheduleSpec(kind="step", milestones=(3, 6.5), gamma=0.5)
     mults, cycles = run(spec, epochs=10, steps_per_epoch=4)
     expected = [0.5 ** ((t >= 12) + (t >= 26)) for t in range(41)]
     assert mults == pytest.approx(expected, rel=1e-12)
@@ -55,9 +56,11 @@ def test_step_drops_at_milestone_batches_and_late_milestones_never_fire():
     assert cycles == [10.0] * 41
 
 
-def test_default_milestones_in_short_run_never_fire():
-    mults, _ = run(ScheduleSpec(kind="step"), epochs=20, steps_per_epoch=2)
-    assert mults == [1.0] * 41
+@pytest.mark.parametrize("milestones", [(3, 6.5, 20), (3, 10), (30, 60, 80)])
+def test_a_milestone_at_or_past_the_runs_end_is_refused(milestones):
+    """A drop that never happens, such as the default milestones (30, 60, 80) in a 10-epoch run."""
+    with pytest.raises(ValueError, match=re.escape("milestones must be < epochs (10), or the drop never happens")):
+        run(ScheduleSpec(kind="step", milestones=milestones), epochs=10, steps_per_epoch=2)
 
 
 def test_cosine_over_whole_run():

@@ -16,6 +16,10 @@ from optbench.spec.switches import check_renamed, resolve
 from optbench.spec.values import is_integer, is_number
 
 DEVICES = ("auto", "cpu", "cuda")
+#: The longest variant or preset name, in bytes: it names directories, and a run id (the variant's name and
+#: about 35 bytes of cell and seed, at most 50 more than this) names the record ``<run_id>.json``, which the
+#: file system must hold in 255 bytes.
+MAX_NAME_BYTES = 200
 DTYPES = ("float32", "float64")
 
 
@@ -87,7 +91,7 @@ class RunSpec:
     run_id: str = ""
 
     def __post_init__(self):
-        if not self.run_id:
+        if not self.run_id and is_number(self.lr) and is_number(self.weight_decay):  # else check() names them
             object.__setattr__(self, "run_id", default_run_id(self.variant, self.lr, self.weight_decay, self.seed))
 
     @classmethod
@@ -126,16 +130,21 @@ class RunSpec:
             value = getattr(self, name)
             if not is_number(value) or not 0 <= value < math.inf:
                 raise ValueError(f"{name}: must be a finite number >= 0, got {value!r}")
-        if not isinstance(self.normalized_weight_decay, bool):
-            raise ValueError(f"normalized_weight_decay: must be true or false, got {self.normalized_weight_decay!r}")
+        for name in ("normalized_weight_decay", "bf16"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name}: must be true or false, got {getattr(self, name)!r}")
         if not is_integer(self.seed) or self.seed < 0:
             raise ValueError(f"seed: must be an integer >= 0, got {self.seed!r}")
         if not is_integer(self.trace_every) or self.trace_every < 0:
             raise ValueError(f"trace_every: must be an integer >= 0, got {self.trace_every!r}")
-        for name in ("variant", "run_id", "preset"):
+        for name, longest in (("variant", MAX_NAME_BYTES), ("run_id", MAX_NAME_BYTES + 50), ("preset", MAX_NAME_BYTES)):
             value = getattr(self, name)
-            if not isinstance(value, str) or not value or "/" in value:
-                raise ValueError(f"{name}: must be a non-empty string without '/', got {value!r}")
+            if not isinstance(value, str) or not value or "/" in value or value in (".", ".."):
+                raise ValueError(f"{name}: must be a file name (not empty, '.' or '..', no '/'), got {value!r}")
+            if len(value.encode()) > longest:
+                raise ValueError(
+                    f"{name}: at most {longest} bytes (it names files), got {len(value.encode())}: {value!r}"
+                )
         try:
             self.schedule.check_run(self.epochs)
         except ValueError as err:

@@ -94,7 +94,7 @@ class ScheduleSpec:
 
     @classmethod
     def from_dict(cls, d: dict) -> ScheduleSpec:
-        """Build from a JSON/YAML mapping; missing keys take their defaults.
+        """Build from a JSON/YAML mapping; missing keys but ``kind`` take their defaults.
 
         Raises:
             ValueError: on an unknown key or a bad value; the message names the
@@ -103,6 +103,8 @@ class ScheduleSpec:
         unknown = sorted(set(d) - set(_PARSERS))
         if unknown:
             raise ValueError(f"unknown schedule key(s) {unknown}; allowed keys: {', '.join(_PARSERS)}")
+        if "kind" not in d:
+            raise ValueError(f"kind is required, one of {', '.join(KINDS)}; got keys {sorted(d)}")
         kwargs = {}
         for key, value in d.items():
             parse, accepts = _PARSERS[key]
@@ -117,9 +119,15 @@ class ScheduleSpec:
         return {**dataclasses.asdict(self), "milestones": list(self.milestones)}
 
     def check_run(self, epochs: float) -> None:
-        """ValueError unless the schedule fits a run of ``epochs`` epochs: its warm-up ends before the run does."""
+        """ValueError unless the schedule fits a run of ``epochs`` epochs: its warm-up ends, and a step schedule
+        drops its learning rate at each milestone, before the run does."""
         if not self.warmup_epochs < epochs:
             raise ValueError(f"warmup_epochs must be < epochs ({epochs}); got {self.warmup_epochs}")
+        late = [m for m in self.milestones if m >= epochs]
+        if self.kind == "step" and late:
+            raise ValueError(
+                f"milestones must be < epochs ({epochs}), or the drop never happens; got {list(self.milestones)}"
+            )
 
     def first_cycle(self, epochs: float) -> float:
         r""":math:`T_0` of a ``warm_restarts`` spec in a run of ``epochs`` epochs: ``t_0``, or the one that ends

@@ -13,13 +13,15 @@ from optbench.spec.run import RunSpec
 
 
 def read_specs(text: str, source: str) -> list[RunSpec]:
-    """The run specs in JSON ``text``, one spec or a list of them, checked; ``source`` names where the text
-    came from in the ValueError that a text that is not JSON, or a bad spec, raises."""
+    """The run specs in JSON ``text``, one spec or a non-empty list of them, checked; ``source`` names where the
+    text came from in the ValueError that a text that is not JSON, an empty list or a bad spec raises."""
     try:
         loaded = json.loads(text)
     except json.JSONDecodeError as err:
         raise ValueError(f"{source}: not valid JSON: {err}") from None
     raw = loaded if isinstance(loaded, list) else [loaded]
+    if not raw:
+        raise ValueError(f"{source}: no run specs (an empty list)")
     specs = []
     for i, d in enumerate(raw):
         try:
