@@ -245,6 +245,32 @@ def test_snakemake_stops_with_the_one_line(tmp_path, case):
     assert len(result.stdout.splitlines() + result.stderr.splitlines()) <= 3
 
 
+def quick_line(text: str) -> int:
+    """The line of config.yaml that opens the quick preset."""
+    return text[: text.index("\n  quick:\n")].count("\n") + 2
+
+
+@pytest.mark.parametrize(
+    ("break_it", "message"),
+    [
+        (
+            lambda text: text.replace("\n  quick:\n", "\n\tquick:\n", 1),
+            lambda text: f"config.yaml, line {quick_line(text)}, column 1: not valid YAML: found character '\\t'",
+        ),
+        (lambda text: text.replace("seeds: [0]", "seeds: [0", 1), lambda text: "config.yaml, line "),
+    ],
+    ids=["a tab", "an unclosed bracket"],
+)
+def test_a_config_that_is_not_yaml_is_named_with_its_line(tmp_path, break_it, message):
+    workdir = copy_workflow(tmp_path)
+    text = (workdir / "config.yaml").read_text()
+    (workdir / "config.yaml").write_text(break_it(text))
+    result = snakemake(workdir, "--dry-run", timeout=120)
+    assert result.returncode != 0
+    line = last_line(result.stderr)
+    assert line.startswith(message(text)) and ": not valid YAML: " in line, line
+
+
 # --- run specs: rejected by the job before it trains anything ---------------------------------------------
 
 

@@ -52,3 +52,16 @@ def _message(error: jsonschema.ValidationError) -> str:
     if error.validator == "type" and isinstance(error.instance, float) and not math.isfinite(error.instance):
         return f"{error.instance} is not a finite number"
     return error.message.replace("\n", " ")
+
+
+def check_yaml(path: str | Path) -> None:
+    """ValueError ``"<path>, line L, column C: <what is wrong>"`` where ``path`` is not valid YAML (a tab in
+    the indentation, an unclosed bracket, ...); Snakemake's own error names neither the line nor the problem."""
+    try:
+        yaml.safe_load(Path(path).read_text())
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ValueError(f"{path}{where}: not valid YAML: {err.problem or err.context}") from None
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path}: not valid YAML: {err}") from None
