@@ -269,6 +269,20 @@ def test_more_than_a_thousand_jobs_per_variant_plan(tmp_path):
     assert "train 1023" in " ".join(result.stdout.split())
 
 
+def test_a_variant_no_preset_runs_is_named(tmp_path):
+    """A row added to the variant table but to no preset's list trains nowhere: Snakemake says so, and goes on."""
+    workdir = copy_workflow(tmp_path)
+    config = yaml.safe_load((workdir / "config.yaml").read_text())
+    config["variants"]["my_adamw"] = {**config["variants"]["adamw_cosine"], "in_all": False}
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    result = snakemake(workdir, "--dry-run", "--quiet", timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (
+        "snakemake: warning: no preset runs variant(s) my_adamw; add each to the variants: list of the presets "
+        "that should run it" in result.stderr.splitlines()
+    )
+
+
 def test_compare_needs_a_reference():
     result = snakemake(ROOT, "compare", "--dry-run", "--config", "preset=paper", timeout=120)
     assert result.returncode != 0

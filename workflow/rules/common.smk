@@ -22,6 +22,7 @@ from optbench.experiment.machine import job_cores, machine_cores
 from optbench.train.cuda import check_cuda
 from optbench.train.external_check import check_external
 from optbench.experiment.config import load_checked
+from optbench.experiment.preset import unused_variants
 
 # The schema, then everything a training job would check (optbench.experiment.config), external optimizers'
 # classes included (a run of each variant stands for all of its runs): one line, key first.
@@ -30,6 +31,12 @@ try:
     check_external(EXP.runs(variant)[0] for variant in EXP.variants)
 except ValueError as err:
     sys.exit(f"config.yaml: {err}")
+if UNUSED := unused_variants(config):
+    print(
+        f"snakemake: warning: no preset runs variant(s) {', '.join(UNUSED)}; add each to the variants: list of"
+        " the presets that should run it",
+        file=sys.stderr,
+    )
 
 PRESET = EXP.preset
 RESULTS = layout.results_dir(PRESET)  # a fresh run of the preset: every rule but `figures` writes here

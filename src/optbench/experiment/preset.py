@@ -104,6 +104,19 @@ def axis_values(axis: dict[str, Any]) -> list[float]:
     return [axis.get("times", 1.0) * 2.0**e for e in range(lo, hi + 1)]
 
 
+def preset_variants(config: dict[str, Any], name: str) -> list[str]:
+    """The variants preset ``name`` lists: ``all`` is every variant of the table but those marked ``in_all:
+    false``."""
+    chosen = config["presets"][name]["variants"]
+    return [v for v, row in config["variants"].items() if row.get("in_all", True)] if chosen == "all" else chosen
+
+
+def unused_variants(config: dict[str, Any]) -> list[str]:
+    """The variants of the table that no preset runs (a row added to the table but to no preset's list)."""
+    used = {v for name in config["presets"] for v in preset_variants(config, name)}
+    return [v for v in config["variants"] if v not in used]
+
+
 def load_experiment(config: dict[str, Any]) -> Experiment:
     """The experiment of ``config["preset"]``; a ValueError names an unknown preset, variant, grid or schedule,
     a renamed optimizer key, a bad sweep or ``anytime`` pair (:mod:`optbench.experiment.sweeps`), a reversed grid axis
@@ -118,11 +131,7 @@ def load_experiment(config: dict[str, Any]) -> Experiment:
     if name not in presets:
         raise ValueError(f"preset: unknown preset {name!r}; allowed: {', '.join(presets)}")
     settings = presets[name]
-    chosen = (
-        [v for v, row in config["variants"].items() if row.get("in_all", True)]
-        if settings["variants"] == "all"
-        else settings["variants"]
-    )
+    chosen = preset_variants(config, name)
     variants = {}
     for v in chosen:
         if v not in config["variants"]:
