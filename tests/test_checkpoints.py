@@ -13,6 +13,7 @@ import time
 import pytest
 import torch
 from run_specs import spec_dict
+from workflow_copy import SNAKEMAKE, copy_workflow
 
 from optbench.spec.run import RunSpec
 from optbench.train import checkpoints
@@ -245,3 +246,26 @@ def test_progress_counts_restored_epochs_apart(monkeypatch):
         "job: 2 runs (1 diverged, 1 ok) trained in 20s, best final test error 10.00% (a), "
         "4 of 16 run-epochs restored from checkpoints"
     )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("to_the_group", [True, False], ids=["ctrl-c", "sigint to snakemake alone"])
+def test_after_sigint_the_plain_rerun_finishes(tmp_path, to_the_group):
+    """SIGINT while a training job runs, to the terminal's process group (Ctrl-C) or to Snakemake alone, which
+    leaves the job's output marked incomplete; the same command run again finishes the preset, without
+    --rerun-incomplete (the workflow's default profile sets it)."""
+    workdir = copy_workflow(tmp_path)
+    command = [*SNAKEMAKE, "--cores", "1", "--config", "preset=smoke"]
+    run = subprocess.Popen(
+        command, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
+    logs = workdir / "results" / "smoke" / "logs" / "train"
+    deadline = time.monotonic() + 300
+    while not any(logs.glob("*/*.log")) and run.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert run.poll() is None, "the run ended before a training job started"
+    (os.killpg if to_the_group else os.kill)(run.pid, signal.SIGINT)
+    run.communicate(timeout=120)
+    again = subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert (workdir / "results" / "smoke" / "tables" / "runs.csv").exists()
