@@ -240,9 +240,29 @@ def test_snakemake_stops_with_the_one_line(tmp_path, case):
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(c))
     result = snakemake(ROOT, "--dry-run", "--configfile", str(tmp_path / "bad.yaml"), timeout=120)
     assert result.returncode != 0
-    assert last_line(result.stderr).startswith(f"config.yaml: {message}")
+    assert last_line(result.stderr).startswith(f"{tmp_path / 'bad.yaml'}: {message}")  # the file the value is in
     assert "Traceback" not in result.stderr and "rule train" not in result.stdout
     assert len(result.stdout.splitlines() + result.stderr.splitlines()) <= 3
+
+
+@pytest.mark.parametrize(
+    ("args", "source"),
+    [
+        (["--config", "preset=nope"], "--config: preset: unknown preset 'nope'"),
+        (["--configfile", "{tmp}/epochs.yaml"], "{tmp}/epochs.yaml: presets.quick.epochs: 0 is less than the minimum"),
+        (["--config", "preset=smoke"], "config.yaml: presets.smoke.variants: unknown variant 'adamw_cosin'"),
+    ],
+    ids=["--config", "--configfile", "config.yaml"],
+)
+def test_a_config_error_names_the_file_its_value_came_from(tmp_path, args, source):
+    (tmp_path / "epochs.yaml").write_text("presets:\n  quick:\n    epochs: 0\n")
+    c = config()
+    c["presets"]["smoke"]["variants"] = ["adamw_cosin"]  # in config.yaml itself: a copy of the workflow
+    workdir = copy_workflow(tmp_path / "workflow")
+    (workdir / "config.yaml").write_text(yaml.safe_dump(c, sort_keys=False))
+    result = snakemake(workdir, "--dry-run", *(a.format(tmp=tmp_path) for a in args), timeout=120)
+    assert result.returncode != 0
+    assert last_line(result.stderr).startswith(source.format(tmp=tmp_path)), last_line(result.stderr)
 
 
 def quick_line(text: str) -> int:

@@ -21,8 +21,15 @@ from optbench.experiment import layout, run_lock
 from optbench.experiment.machine import job_cores, machine_cores
 from optbench.train.cuda import check_cuda
 from optbench.train.external_check import check_external
-from optbench.experiment.config import load_checked
+from optbench.experiment.config import error_source, load_checked
 from optbench.experiment.preset import unused_variants
+
+
+def config_error(err):
+    """A config error's one line: the file the value came from (config.yaml, a --configfile, or --config), key first."""
+    files = ["config.yaml", *workflow.config_settings.configfiles]
+    return f"{error_source(str(err), files, workflow.config_settings.config)}: {err}"
+
 
 # The schema, then everything a training job would check (optbench.experiment.config), external optimizers'
 # classes included (a run of each variant stands for all of its runs): one line, key first.
@@ -30,7 +37,7 @@ try:
     EXP = load_checked(config, f"{workflow.basedir}/workflow/schemas/config.schema.yaml")
     check_external(EXP.runs(variant)[0] for variant in EXP.variants)
 except ValueError as err:
-    sys.exit(f"config.yaml: {err}")
+    sys.exit(config_error(err))
 if UNUSED := unused_variants(config):
     print(
         f"snakemake: warning: no preset runs variant(s) {', '.join(UNUSED)}; add each to the variants: list of"
@@ -88,7 +95,7 @@ def before_jobs():
         if workflow.local_exec:
             check_cuda(PRESET, EXP.settings["device"])
     except ValueError as err:
-        sys.exit(f"config.yaml: {err}")
+        sys.exit(config_error(err))
 
 
 onstart:

@@ -9,7 +9,8 @@ Every error is a ValueError of one line, the config key first.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,3 +66,29 @@ def check_yaml(path: str | Path) -> None:
         raise ValueError(f"{path}{where}: not valid YAML: {err.problem or err.context}") from None
     except yaml.YAMLError as err:
         raise ValueError(f"{path}: not valid YAML: {err}") from None
+
+
+def error_source(message: str, files: Sequence[str | Path], overrides: Mapping[str, Any]) -> str:
+    """Where the value that a config error (``"<key>: ..."``) names came from: of ``files``, in the order
+    Snakemake merges them (``config.yaml``, then each ``--configfile``), and ``overrides`` (``--config``, merged
+    last), the one that holds the most of the key's path (with a key the schema does not allow), the later one on
+    a tie; ``files[0]`` where none does."""
+    key, _, problem = message.partition(": ")
+    path = [] if key == "(top level)" else re.findall(r"[^.\[\]]+", key)
+    path += re.findall(r"\('([^']+)' was unexpected\)", problem)  # a key the schema does not allow
+    sources = [(str(f), yaml.safe_load(Path(f).read_text()) or {}) for f in files] + [("--config", overrides)]
+    depths = [(_depth(data, path), i) for i, (_, data) in enumerate(sources)]
+    depth, best = max(depths)
+    return sources[best][0] if depth else str(files[0])
+
+
+def _depth(data: Any, path: Sequence[str]) -> int:
+    """How many keys (or list indices) of ``path``, from the first, ``data`` holds."""
+    for depth, part in enumerate(path):
+        if isinstance(data, Mapping) and part in data:
+            data = data[part]
+        elif isinstance(data, list) and part.isdigit() and int(part) < len(data):
+            data = data[int(part)]
+        else:
+            return depth
+    return len(path)
