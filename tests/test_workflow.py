@@ -227,6 +227,19 @@ def test_figures_draw_a_named_run(smoke_run, tmp_path):
     assert re.findall(r"^(?:local)?rule (\w+):$", planned.stdout, flags=re.MULTILINE) == ["figures"], planned.stdout
 
 
+def test_figures_redraw_the_presets_own_run_by_default_and_say_where(smoke_run):
+    """Once the preset has a run of its own, `snakemake figures` redraws that run, not the committed reference."""
+    workdir, _ = smoke_run
+    reference = workdir / "results" / "reference" / "smoke"
+    before = tree_digest(reference)
+    result = snakemake(workdir, "figures", "--cores", "1", "--config", "preset=smoke")
+    assert result.returncode == 0, result.stderr[-5000:]
+    said = re.findall(r"^optbench outputs: wrote (\d+) tables and figures under (\S+) from (\S+)$", result.stdout, re.M)
+    assert len(said) == 1 and int(said[0][0]) > 10, result.stdout[-3000:]
+    assert said[0][1:] == ("results/smoke", "results/smoke/tables/runs.csv")
+    assert tree_digest(reference) == before
+
+
 def test_a_fresh_clone_plans_the_training(tmp_path):
     """The committed reference is apart: on a fresh clone the default target trains the default preset."""
     workdir = copy_workflow(tmp_path, extra=["results/reference/quick"])

@@ -19,6 +19,7 @@ import argparse
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -86,7 +87,10 @@ def _outputs(args: argparse.Namespace) -> None:
     from optbench.experiment.checks import checked_experiment
     from optbench.report.outputs import write_outputs
 
+    start = time.time()
     write_outputs(args.runs, checked_experiment(_config(args)), args.results)
+    written = [p for p in Path(args.results).rglob("*") if p.is_file() and p.stat().st_mtime >= start]
+    print(f"optbench outputs: wrote {len(written)} tables and figures under {args.results} from {args.runs}")
 
 
 def _compare(args: argparse.Namespace) -> None:

@@ -50,7 +50,9 @@ RESULTS = layout.results_dir(PRESET)  # a fresh run of the preset: every rule bu
 RUNS_CSV = layout.runs_csv(RESULTS)
 FIGURES = layout.figures_dir(RESULTS)
 REFERENCE = layout.reference_dir(PRESET)  # the committed results of the preset: only `figures` writes here
-DRAW = config.get("results", REFERENCE)  # the results directory `figures` redraws (--config results=DIR)
+# The results directory `figures` redraws: --config results=DIR, else this preset's own run where it has a runs.csv,
+# else the committed reference.
+DRAW = config.get("results", RESULTS if os.path.exists(RUNS_CSV) else REFERENCE)
 # The config the jobs get: without `results`, which only chooses what `figures` draws, so that naming a run
 # there changes no job's params (a change that would make Snakemake run the job again).
 CONFIG_JSON = json.dumps({key: value for key, value in config.items() if key != "results"})

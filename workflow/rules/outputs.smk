@@ -23,8 +23,9 @@ rule outputs:
         f"{OPTBENCH} outputs --runs {{input}} --config-json - --results {{params.results}} 2> {{log}}{on_stdin('config')}"
 
 
-# `snakemake figures`: the same job, redrawing every table and figure of DRAW from its runs.csv alone: the
-# committed reference results/reference/<preset> (the one rule that writes there), or `--config results=DIR`.
+# `snakemake figures`: the same job, redrawing every table and figure of DRAW from its runs.csv alone:
+# `--config results=DIR`, else the preset's own run where it has one, else the committed reference
+# results/reference/<preset> (the one rule that writes there). It says what it wrote, and where.
 # Without declared outputs it always runs; ancient() keeps the training jobs out of the DAG when
 # DIR is this preset's fresh run and its run records are absent.
 use rule outputs as figures with:
