@@ -6,6 +6,7 @@ import random
 import re
 import shutil
 import subprocess
+import sys
 import time
 from html.parser import HTMLParser
 from pathlib import Path
@@ -294,6 +295,26 @@ def test_a_variant_no_preset_runs_is_named(tmp_path):
         "snakemake: warning: no preset runs variant(s) my_adamw; add each to the variants: list of the presets "
         "that should run it" in result.stderr.splitlines()
     )
+
+
+def test_use_conda_without_conda_is_one_line():
+    """--use-conda on a machine without conda: our line, before Snakemake's 'conda: command not found'."""
+    env = {**os.environ, "PATH": "/usr/bin:/bin"}  # the system's programs, without a conda installation's
+    if shutil.which("conda", path=env["PATH"]):
+        pytest.skip("conda is installed in /usr/bin or /bin")
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--use-conda", "--cores", "1", "--config", "preset=smoke"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert result.stderr.splitlines()[-1].startswith(
+        "snakemake: --use-conda needs conda on the PATH, and there is none"
+    )
+    assert "command not found" not in result.stderr
 
 
 def test_compare_needs_a_reference():

@@ -1,6 +1,7 @@
 import json
 import os
 import shlex
+import shutil
 import sys
 
 from snakemake.settings.types import DeploymentMethod
@@ -12,6 +13,11 @@ SRC = f"{workflow.basedir}/src"  # jobs run the package from this checkout (PYTH
 # The interpreter of the rules: the rule's environment under --use-conda, else the one running
 # Snakemake, so that `.venv/bin/snakemake` works without an activated venv.
 PYTHON = "python" if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method else sys.executable
+if PYTHON == "python" and not shutil.which("conda"):  # else Snakemake's "conda: command not found" and a WorkflowError
+    sys.exit(
+        "snakemake: --use-conda needs conda on the PATH, and there is none: install Miniforge and run Snakemake from"
+        " envs/snakemake.yaml (README.md, 'The conda route'), or leave out --use-conda after bash scripts/setup.sh"
+    )
 # The jobs' PYTHONPATH: this checkout's package, then the user's own (an external optimizer's module may be
 # there, or in the working directory, which `python -m` puts on the path).
 OPTBENCH = f"PYTHONPATH={shlex.quote(SRC)}${{{{PYTHONPATH:+:$PYTHONPATH}}}} {shlex.quote(PYTHON)} -m optbench"
