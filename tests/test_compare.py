@@ -15,7 +15,7 @@ from optbench.__main__ import main
 from optbench.analysis.compare import FALLBACK_NOISE, Z, compare_runs
 from optbench.atomic import atomic_write_csv
 from optbench.records.table import runs_table
-from optbench.report.compare import difference_figure
+from optbench.report.compare import difference_figure, verdict_line
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED_SD = 0.002 / math.sqrt(2)  # grid_records: seed s adds 0.002 s, so two seeds differ by 0.002 in every cell
@@ -36,7 +36,10 @@ def reference():
 
 def test_a_run_agrees_with_itself(reference):
     comparison = compare_runs(reference, reference)
-    assert comparison.agrees and comparison.problems() == []
+    assert comparison.agrees and comparison.identical and comparison.problems() == []
+    assert verdict_line(comparison, "out").startswith(
+        "compare: the fresh run is identical to the reference (2 variants"
+    )
     table = comparison.table.set_index("variant")
     assert table["noise"].to_numpy() == pytest.approx(SEED_SD)
     assert table["tolerance_pp"].to_numpy() == pytest.approx(100 * Z * SEED_SD)  # sqrt(1/2 + 1/2) = 1
@@ -56,7 +59,22 @@ def test_a_shifted_variant_is_listed_with_its_difference(reference):
 
 
 def test_a_shift_within_the_noise_agrees(reference):
-    assert compare_runs(runs(shift=0.5 * Z * SEED_SD), reference).agrees
+    comparison = compare_runs(runs(shift=0.5 * Z * SEED_SD), reference)
+    assert comparison.agrees and not comparison.identical
+    assert verdict_line(comparison, "out").startswith("compare: the fresh run agrees with the reference (2 variants)")
+
+
+def test_a_reference_of_another_preset_is_named(reference, tmp_path, capsys):
+    config = yaml.safe_load((ROOT / "config.yaml").read_text()) | {"preset": "smoke"}
+    atomic_write_csv(tmp_path / "reference.csv", reference.assign(preset="reproduce"))
+    atomic_write_csv(tmp_path / "fresh.csv", reference)
+    argv = ["compare", "--fresh", str(tmp_path / "fresh.csv"), "--reference", str(tmp_path / "reference.csv")]
+    assert main([*argv, "--config-json", json.dumps(config), "--out-dir", str(tmp_path / "compare")]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"optbench compare: error: {tmp_path / 'reference.csv'}: runs of preset reproduce, but "
+        f"{tmp_path / 'fresh.csv'} holds runs of preset quick: compare two runs of one preset"
+    ]
+    assert not (tmp_path / "compare").exists()
 
 
 def test_a_moved_diagonal_is_a_slope_that_differs(reference):

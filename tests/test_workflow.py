@@ -96,9 +96,13 @@ def test_compare_agrees_with_the_committed_smoke_reference(smoke_run):
     result = snakemake(workdir, "compare", "--cores", "1", "--config", "preset=smoke")
     assert result.returncode == 0, result.stderr[-5000:]
     compare = workdir / "results" / "smoke" / "compare"
-    assert "compare: the fresh run agrees with the reference (4 variants)" in result.stdout, result.stdout[-3000:]
+    # identical where this CPU rounds as the reference's did (README: bit for bit per CPU), else within the noise
+    verdict = re.search(
+        r"compare: the fresh run (agrees with|is identical to) the reference \(4 variants", result.stdout
+    )
+    assert verdict, result.stdout[-3000:]
     assert "rule train" not in result.stdout + result.stderr
-    assert "**Verdict: the fresh run agrees with the reference** (4 variants)." in (compare / "compare.md").read_text()
+    assert f"**Verdict: the fresh run {verdict[1]} the reference**" in (compare / "compare.md").read_text()
     table = pd.read_csv(compare / "compare.csv")
     assert table["agrees"].all() and (table["cells"] == 4).all()
     assert table["noise_source"].str.startswith("unknown (one seed in the reference)").all()

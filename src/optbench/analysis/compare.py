@@ -87,6 +87,11 @@ class Comparison:
     def agrees(self) -> bool:
         return bool(self.table["agrees"].all())
 
+    @property
+    def identical(self) -> bool:
+        """Whether the two runs hold the same cells with the same mean final test error in each."""
+        return bool(len(self.cells)) and bool(self.cells["difference_pp"].eq(0).all()) and not self.only_fresh
+
     def problems(self) -> list[str]:
         """One line per variant that does not agree: its name and every reason."""
         return [f"{r.variant}: {r.reasons}" for r in self.table.itertuples(index=False) if not r.agrees]

@@ -49,7 +49,12 @@ def _number(value: float, spec: str) -> str:
 def comparison_markdown(comparison: Comparison, fresh: str, reference: str, labels: dict[str, str]) -> str:
     """The comparison for humans: the verdict and what does not agree, the rule, a row per variant."""
     table = comparison.table
-    if comparison.agrees:
+    if comparison.identical:
+        verdict = (
+            f"**Verdict: the fresh run is identical to the reference**: every cell's mean final test error is "
+            f"equal ({len(table)} variants)."
+        )
+    elif comparison.agrees:
         verdict = f"**Verdict: the fresh run agrees with the reference** ({len(table)} variants)."
     else:
         lines = "\n".join(f"- {line}" for line in comparison.problems())
@@ -158,6 +163,8 @@ def _draw_difference(ax, cells: pd.DataFrame, tolerance: float, norm: Normalize,
 def verdict_line(comparison: Comparison, out_dir: str | os.PathLike) -> str:
     """The one line the command prints: the verdict and where the details are."""
     n, where = len(comparison.table), Path(out_dir) / "compare.md"
+    if comparison.identical:
+        return f"compare: the fresh run is identical to the reference ({n} variants, every cell equal); see {where}"
     if comparison.agrees:
         return f"compare: the fresh run agrees with the reference ({n} variants); see {where}"
     disagree = len(comparison.problems())
@@ -167,9 +174,17 @@ def verdict_line(comparison: Comparison, out_dir: str | os.PathLike) -> str:
 def write_comparison(
     fresh_csv: str | os.PathLike, reference_csv: str | os.PathLike, experiment: Experiment, out_dir: str | os.PathLike
 ) -> Comparison:
-    """:func:`compare_runs` of two ``runs.csv``, written to ``out_dir``: ``compare.csv`` (the table),
-    ``compare.md`` (the verdict and the table for humans) and ``difference.png``/``.pdf``."""
-    comparison = compare_runs(read_runs(fresh_csv), read_runs(reference_csv))
+    """:func:`compare_runs` of two ``runs.csv`` of one preset (ValueError naming both presets otherwise), written
+    to ``out_dir``: ``compare.csv`` (the table), ``compare.md`` (the verdict and the table for humans) and
+    ``difference.png``/``.pdf``."""
+    fresh, reference = read_runs(fresh_csv), read_runs(reference_csv)
+    presets = [sorted(set(runs["preset"])) for runs in (fresh, reference)]
+    if presets[0] != presets[1]:
+        raise ValueError(
+            f"{reference_csv}: runs of preset {', '.join(presets[1])}, but {fresh_csv} holds runs of preset "
+            f"{', '.join(presets[0])}: compare two runs of one preset"
+        )
+    comparison = compare_runs(fresh, reference)
     labels = {name: row["label"] for name, row in experiment.variants.items()}
     out = Path(out_dir)
     atomic_write_csv(out / "compare.csv", comparison.table)
