@@ -39,12 +39,10 @@ class _Windows(torch.autograd.Function):
     @staticmethod
     def forward(ctx, h: Tensor, k: int, s: int, p: int) -> Tensor:
         """The ``k`` taps of stride ``s`` over ``h`` zero-padded by ``p`` rows on each side."""
-        models, channels, rows, batch = h.shape
+        models, channels, _, batch = h.shape
         if p:
-            padded = h.new_empty(models, channels, rows + 2 * p, batch)  # zero rows around h: faster than F.pad
-            padded[:, :, :p] = 0
-            padded[:, :, rows + p :] = 0
-            padded[:, :, p : rows + p] = h
+            padded = _with_margins(h, p)  # zero rows around h: faster than F.pad
+            _inside(padded, p).copy_(h)
         else:
             padded = h.contiguous()
         length = (padded.shape[2] - k) // s + 1
