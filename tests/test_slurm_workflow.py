@@ -121,7 +121,7 @@ def failure_report(cluster, output: str) -> str:
 
 
 def test_overlay_merges_with_profile(tmp_path):
-    """Without a cluster: the overlay sets train's partition/GPUs and keeps profiles/slurm's default-resources."""
+    """Without a cluster: the overlay sets train's partition and GPUs, and the preset's resources pass through."""
     workdir = copy_workflow(tmp_path)
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
     code, out = snakemake(workdir, [*PROFILE_ARGS, "--config", "preset=smoke", "--dry-run"], env, timeout=120)
@@ -133,11 +133,52 @@ def test_overlay_merges_with_profile(tmp_path):
     (train,) = resources["train"]
     assert "slurm_partition=debug" in train and "gpu=0" in train, train
     assert f"runtime={smoke['runtime']}" in train and f"mem_mb={smoke['mem_mb']}" in train, train
-    # profiles/slurm's default-resources pass through untouched (the overlay has no such key)
-    profile = yaml.safe_load((ROOT / "profiles" / "slurm" / "config.yaml").read_text())
-    (prepare,) = resources["prepare_data"]
-    for key, value in profile["default-resources"].items():
-        assert f"{key}={value}" in prepare, prepare
+
+
+# A SLURM without a cluster: sbatch records its command line and refuses the job; the plugin's checks get the account
+# "myproj" (sacctmgr), no job history to guess one from (sacct), and the partitions batch, the default, and gpu (sinfo).
+FAKE_SLURM = {
+    "sbatch": 'echo "$@" >> "$SBATCH_CALLS"; echo "fake sbatch: not submitted" >&2; exit 1',
+    "sacct": "exit 1",
+    "sacctmgr": "echo myproj",
+    "sinfo": "printf 'PARTITION\\nbatch*\\ngpu\\n'",
+}
+PAPER_JOB = "results/paper/runs/adamw_cosine/shard000"
+
+
+def paper_sbatch_calls(tmp_path: Path, *args: str) -> tuple[list[str], str]:
+    """The sbatch command lines that profiles/slurm gives one training job of the paper preset, and Snakemake's
+    output. Its prepared data is faked: CIFAR-10 is not here, and the job is never run."""
+    workdir = copy_workflow(tmp_path / "workflow")
+    (workdir / "results" / "paper").mkdir(parents=True)
+    (workdir / "results" / "paper" / "data.json").write_text("{}")
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    for name, script in FAKE_SLURM.items():
+        (fake_bin / name).write_text(f"#!/bin/sh\n{script}\n")
+        (fake_bin / name).chmod(0o755)
+    calls = tmp_path / "sbatch_calls.txt"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "SBATCH_"))}
+    env.update(PATH=f"{fake_bin}{os.pathsep}{env['PATH']}", SBATCH_CALLS=str(calls))
+    args = [PAPER_JOB, "--profile", "profiles/slurm", "--retries", "0", *args, "--config", "preset=paper"]
+    _, out = snakemake(workdir, [*args, "--slurm-init-seconds-before-status-checks", "1"], env, timeout=300)
+    return (calls.read_text().splitlines() if calls.exists() else []), out
+
+
+def test_the_paper_preset_s_jobs_get_its_threads_and_a_gpu(tmp_path):
+    """sbatch gets the preset's 8 threads as --cpus-per-task and its GPU, and the job's command --threads 8, even
+    under --cores 2, which caps a rule's threads (Snakemake's, and so the plugin's default --cpus-per-task)."""
+    (call,), out = paper_sbatch_calls(tmp_path, "--cores", "2")
+    options = call.split(" --wrap=")[0].split()
+    assert "--cpus-per-task=8" in options and "--gpus=1" in options, call
+    assert "-t 120 --mem 16000" in call, call
+    assert " -p batch " in call and " -A " not in call, call  # no partition or account given: the cluster's defaults
+    assert "-m optbench --threads 8 train" in out, out[-3000:]
+
+
+def test_the_partition_and_the_account_come_from_the_user(tmp_path):
+    (call,), _ = paper_sbatch_calls(tmp_path, "--default-resources", "slurm_partition=a100", "slurm_account=myproj")
+    assert " -A myproj " in call and " -p a100 " in call, call
 
 
 def test_smoke_preset_trains_through_slurm(slurm_cluster, tmp_path):

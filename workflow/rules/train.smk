@@ -16,7 +16,10 @@ rule train:
     conda:
         ENV
     threads: TRAIN_CORES
+    # cpus_per_task: what the SLURM plugin gives sbatch (and the job's srun) as --cpus-per-task; without it, the
+    # rule's threads, which Snakemake caps at --cores (1 in a dry run), not the preset's. gpu: sbatch --gpus.
     resources:
+        cpus_per_task=RESOURCES["threads"],
         gpu=RESOURCES["gpu"],
         runtime=RESOURCES["runtime"],
         mem_mb=RESOURCES["mem_mb"],
