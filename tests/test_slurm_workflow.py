@@ -181,6 +181,16 @@ def test_the_partition_and_the_account_come_from_the_user(tmp_path):
     assert " -A myproj " in call and " -p a100 " in call, call
 
 
+def test_a_dry_run_shows_the_requests_and_totals_the_gpu_hours(tmp_path):
+    workdir = copy_workflow(tmp_path)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+    code, out = snakemake(workdir, [PAPER_JOB, "--profile", "profiles/slurm", "-n", "--config", "preset=paper"], env)
+    assert code == 0, out[-3000:]
+    assert "snakemake: paper: 2508 training jobs x 1 GPU x 120 min = 5016 GPU-hours requested" in out.splitlines()
+    (train,) = re.findall(r"^rule train:\n(?:    .*\n)*?    resources: (.*)$", out, re.MULTILINE)
+    assert "cpus_per_task=8" in train and "gpu=1" in train and "slurm_partition" not in train, train
+
+
 def test_smoke_preset_trains_through_slurm(slurm_cluster, tmp_path):
     workdir = copy_workflow(tmp_path)
     code, out = snakemake(workdir, [*PROFILE_ARGS, "--config", "preset=smoke"], slurm_cluster.env)

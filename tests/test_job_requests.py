@@ -1,0 +1,62 @@
+"""What a preset's training jobs ask of a cluster (optbench.experiment.job_requests), on the repository's own
+config and committed references."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+from workflow_copy import copy_workflow, snakemake
+
+from optbench.experiment.config import load_checked
+from optbench.experiment.job_requests import epoch_seconds, gpu_hours, runtime_warning
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
+SMOKE_RUNS = ROOT / "results" / "reference" / "smoke" / "tables" / "runs.csv"
+
+
+def config(preset, **settings):
+    c = yaml.safe_load((ROOT / "config.yaml").read_text())
+    c["preset"] = preset
+    c["presets"][preset].update(settings)
+    return c
+
+
+def test_the_paper_preset_totals_its_gpu_hours():
+    # 19 variants x 11 x 12 cells x 1 seed, one run per job
+    assert gpu_hours(load_checked(config("paper"), SCHEMA)) == (
+        "paper: 2508 training jobs x 1 GPU x 120 min = 5016 GPU-hours requested"
+    )
+
+
+def test_a_preset_without_gpus_requests_no_gpu_hours():
+    assert gpu_hours(load_checked(config("quick"), SCHEMA)) is None
+
+
+def test_the_pace_is_measured_per_variant_without_setup():
+    paces = epoch_seconds(SMOKE_RUNS)
+    assert set(paces) == {"adam_l2_cosine", "adamw_cosine", "adamw_norm_restarts", "adafactor"}
+    assert all(0 < pace < 1 for pace in paces.values()), paces
+
+
+def test_the_smoke_preset_fits_its_runtime():
+    assert runtime_warning(load_checked(config("smoke"), SCHEMA), SMOKE_RUNS) is None
+
+
+def test_a_million_epochs_in_ten_minutes_is_named():
+    warning = runtime_warning(load_checked(config("smoke", epochs=1_000_000), SCHEMA), SMOKE_RUNS)
+    assert warning.startswith(
+        "presets.smoke.epochs: 1000000 epochs of up to 2 runs per job (runs_per_job) take at least"
+    )
+    assert f"at the pace measured in {SMOKE_RUNS}" in warning
+    assert "beyond resources.runtime (10 min)" in warning and "\n" not in warning
+
+
+@pytest.mark.slow
+def test_a_dry_run_warns_of_jobs_beyond_their_runtime(tmp_path):
+    workdir = copy_workflow(tmp_path, extra=["results/reference/smoke"])
+    (tmp_path / "long.yaml").write_text("presets:\n  smoke:\n    epochs: 1000000\n")
+    result = snakemake(workdir, "--dry-run", "--configfile", str(tmp_path / "long.yaml"), "--config", "preset=smoke")
+    assert result.returncode == 0, result.stderr[-3000:]
+    (line,) = [line for line in result.stderr.splitlines() if "resources.runtime" in line]
+    assert line.startswith(f"snakemake: warning: {tmp_path / 'long.yaml'}: presets.smoke.epochs: 1000000 epochs")
