@@ -1,5 +1,5 @@
-"""What a preset's training jobs ask of a cluster (optbench.experiment.job_requests), on the repository's own
-config and committed references."""
+"""What a preset's training jobs ask of a cluster (optbench.experiment.job_requests) and a run of some of its
+variants (optbench.experiment.subset), on the repository's own config and committed references."""
 
 from pathlib import Path
 
@@ -9,6 +9,7 @@ from workflow_copy import copy_workflow, snakemake
 
 from optbench.experiment.config import load_checked
 from optbench.experiment.job_requests import epoch_seconds, gpu_hours, runtime_warning
+from optbench.experiment.subset import requested, run_only, variant_table
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
@@ -50,6 +51,54 @@ def test_a_million_epochs_in_ten_minutes_is_named():
     )
     assert f"at the pace measured in {SMOKE_RUNS}" in warning
     assert "beyond resources.runtime (10 min)" in warning and "\n" not in warning
+
+
+def test_a_subset_is_read_from_the_command_line():
+    assert requested({"variants": "adamw_cosine, adafactor"}) == ["adamw_cosine", "adafactor"]
+    assert requested({"variants": ["adafactor"]}) == ["adafactor"]
+    assert requested({"variants": None}) == []  # --config variants=
+    assert requested(config("smoke")) is None  # the table itself
+
+
+def test_the_table_comes_back_from_the_config_files_merged(tmp_path):
+    (tmp_path / "more.yaml").write_text("variants:\n  adamw_cosine: {label: relabelled}\n  mine: {label: x}\n")
+    table = variant_table([ROOT / "config.yaml", tmp_path / "more.yaml"])
+    assert table["adamw_cosine"]["label"] == "relabelled" and table["adamw_cosine"]["schedule"] == "cosine"
+    assert table["mine"] == {"label": "x"} and "adafactor" in table
+
+
+def test_the_preset_runs_only_the_named_variants():
+    c = config("smoke")
+    run_only(c, ["adafactor", "adamw_cosine", "adafactor"])
+    assert list(load_checked(c, SCHEMA).variants) == ["adafactor", "adamw_cosine"]
+
+
+@pytest.mark.parametrize(
+    ("names", "message"),
+    [
+        (["adamw_cosine", "adamw_cosin"], "variants: 'adamw_cosin' is not a variant of preset smoke; its variants: "),
+        ([], "variants: no variant named; its variants: "),
+    ],
+)
+def test_an_unknown_variant_is_one_line_listing_the_preset_s(names, message):
+    with pytest.raises(ValueError) as error:
+        run_only(config("smoke"), names)
+    assert str(error.value) == message + "adam_l2_cosine, adamw_cosine, adamw_norm_restarts, adafactor"
+
+
+@pytest.mark.slow
+def test_a_dry_run_plans_only_the_named_variants(tmp_path):
+    workdir = copy_workflow(tmp_path)
+    result = snakemake(workdir, "--dry-run", "--config", "preset=smoke", "variants=adamw_cosine,adafactor", timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    planned = {line.split("variant=")[1].split(",")[0] for line in result.stdout.splitlines() if "variant=" in line}
+    assert planned == {"adamw_cosine", "adafactor"}, result.stdout[-3000:]
+    result = snakemake(workdir, "--dry-run", "--config", "preset=smoke", "variants=adamw_cosine,nope", timeout=120)
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-1] == (
+        "--config: variants: 'nope' is not a variant of preset smoke; its variants: "
+        "adam_l2_cosine, adamw_cosine, adamw_norm_restarts, adafactor"
+    )
 
 
 @pytest.mark.slow

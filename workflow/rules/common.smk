@@ -30,22 +30,34 @@ from optbench.train.external_check import check_external
 from optbench.experiment.config import error_source, load_checked
 from optbench.experiment.preset import unused_variants
 from optbench.experiment.job_requests import gpu_hours, runtime_warning
+from optbench.experiment.subset import requested, run_only, variant_table
+
+CONFIG_FILES = ["config.yaml", *workflow.config_settings.configfiles]  # in the order Snakemake merges them
+SCHEMA = f"{workflow.basedir}/workflow/schemas/config.schema.yaml"
 
 
 def config_error(err):
     """A config error's one line: the file the value came from (config.yaml, a --configfile, or --config), key first."""
-    files = ["config.yaml", *workflow.config_settings.configfiles]
-    return f"{error_source(str(err), files, workflow.config_settings.config)}: {err}"
+    return f"{error_source(str(err), CONFIG_FILES, workflow.config_settings.config)}: {err}"
 
 
+# --config variants=a,b replaced the variant table with the names (optbench.experiment.subset): the table comes back
+# from the config files, and once the whole config is checked, the preset runs those variants only.
+ONLY = requested(config)
+if ONLY is not None:
+    config["variants"] = variant_table(CONFIG_FILES)
 # The schema, then everything a training job would check (optbench.experiment.config), external optimizers'
 # classes included (a run of each variant stands for all of its runs): one line, key first.
 try:
-    EXP = load_checked(config, f"{workflow.basedir}/workflow/schemas/config.schema.yaml")
+    EXP = load_checked(config, SCHEMA)
+    UNUSED = unused_variants(config)
+    if ONLY is not None:
+        run_only(config, ONLY)
+        EXP = load_checked(config, SCHEMA)
     check_external(EXP.runs(variant)[0] for variant in EXP.variants)
 except ValueError as err:
     sys.exit(config_error(err))
-if UNUSED := unused_variants(config):
+if UNUSED:
     print(
         f"snakemake: warning: no preset runs variant(s) {', '.join(UNUSED)}; add each to the variants: list of"
         " the presets that should run it",
