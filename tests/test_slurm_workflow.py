@@ -149,6 +149,7 @@ PAPER_JOB = "results/paper/runs/adamw_cosine/shard000"
 def paper_sbatch_calls(tmp_path: Path, *args: str) -> tuple[list[str], str]:
     """The sbatch command lines that profiles/slurm gives one training job of the paper preset, and Snakemake's
     output. Its prepared data is faked: CIFAR-10 is not here, and the job is never run."""
+    tmp_path.mkdir(exist_ok=True)
     workdir = copy_workflow(tmp_path / "workflow")
     (workdir / "results" / "paper").mkdir(parents=True)
     (workdir / "results" / "paper" / "data.json").write_text("{}")
@@ -179,6 +180,17 @@ def test_the_paper_preset_s_jobs_get_its_threads_and_a_gpu(tmp_path):
 def test_the_partition_and_the_account_come_from_the_user(tmp_path):
     (call,), _ = paper_sbatch_calls(tmp_path, "--default-resources", "slurm_partition=a100", "slurm_account=myproj")
     assert " -A myproj " in call and " -p a100 " in call, call
+
+
+def test_without_a_shared_python_the_jobs_run_their_own(tmp_path):
+    """README's step 6: by default the job's Snakemake, which builds the training command with its own interpreter,
+    is this Python at its absolute path; without software-deployment in --shared-fs-usage, `python` of the job's
+    PATH."""
+    (shared,), _ = paper_sbatch_calls(tmp_path / "shared")
+    assert shared.split(" --wrap=")[1].startswith(f"{sys.executable} -m snakemake "), shared
+    kinds = ["input-output", "persistence", "sources", "source-cache", "storage-local-copies"]
+    (own,), _ = paper_sbatch_calls(tmp_path / "own", "--shared-fs-usage", *kinds)
+    assert own.split(" --wrap=")[1].startswith("python -m snakemake "), own
 
 
 def test_a_dry_run_shows_the_requests_and_totals_the_gpu_hours(tmp_path):
