@@ -270,6 +270,21 @@ def test_smoke_preset_trains_through_slurm(slurm_cluster, tmp_path):
         assert (results / "figures" / f"{name}.pdf").read_bytes()[:5] == b"%PDF-"
 
 
+def test_a_training_job_runs_on_the_preset_s_threads(slurm_cluster, tmp_path):
+    """The preset's threads reach a real job: SLURM allocates them, and the trainer runs on them."""
+    workdir = copy_workflow(tmp_path / "workflow")
+    (tmp_path / "threads.yaml").write_text("presets:\n  smoke:\n    resources: {threads: 2}\n")
+    target = f"results/smoke/runs/{smoke_settings()['variants'][0]}/shard000"
+    args = [target, *PROFILE_ARGS, "--configfile", str(tmp_path / "threads.yaml"), "--config", "preset=smoke"]
+    code, out = snakemake(workdir, args, slurm_cluster.env)
+    assert code == 0, failure_report(slurm_cluster, out)
+    ((_, slurm_id, _),) = SUBMITTED_RE.findall(out)
+    show = slurm_cluster.run("scontrol", "show", "job", slurm_id).stdout
+    assert "NumCPUs=2 " in show and "CPUs/Task=2 " in show, show
+    records = list((workdir / target).glob("*.json"))
+    assert records and all(read_record(path)["environment"]["threads"] == 2 for path in records)
+
+
 def test_failing_training_job_is_reported(slurm_cluster, tmp_path):
     """One training job that the trainer rejects at once (device cuda, no CUDA device visible)."""
     workdir = copy_workflow(tmp_path)
