@@ -46,11 +46,25 @@ def test_the_smoke_preset_fits_its_runtime():
 
 def test_a_million_epochs_in_ten_minutes_is_named():
     warning = runtime_warning(load_checked(config("smoke", epochs=1_000_000), SCHEMA), SMOKE_RUNS)
-    assert warning.startswith(
-        "presets.smoke.epochs: 1000000 epochs of up to 2 runs per job (runs_per_job) take at least"
-    )
+    assert warning.startswith("presets.smoke.epochs: 1000000 epochs, with runs_per_job 2, take at least")
     assert f"at the pace measured in {SMOKE_RUNS}" in warning
     assert "beyond resources.runtime (10 min)" in warning and "\n" not in warning
+
+
+def test_the_paper_preset_fits_its_runtime_at_its_declared_pace():
+    assert runtime_warning(load_checked(config("paper"), SCHEMA), None) is None
+
+
+def test_ten_times_the_paper_s_epochs_is_named_at_its_declared_pace():
+    warning = runtime_warning(load_checked(config("paper", epochs=1000), SCHEMA), None)
+    assert warning.startswith("presets.paper.epochs: 1000 epochs, with runs_per_job 1, take at least 200 min per ")
+    assert "at the pace of resources.epoch_seconds (12 s per run and epoch), beyond resources.runtime (120 min)" in (
+        warning
+    )
+
+
+def test_without_a_pace_nothing_is_estimated():
+    assert runtime_warning(load_checked(config("quick", epochs=1_000_000), SCHEMA), None) is None
 
 
 def test_a_subset_is_read_from_the_command_line():

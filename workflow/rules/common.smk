@@ -76,12 +76,13 @@ DRAW = config.get("results", RESULTS if os.path.exists(RUNS_CSV) else REFERENCE)
 # there changes no job's params (a change that would make Snakemake run the job again).
 CONFIG_JSON = json.dumps({key: value for key, value in config.items() if key != "results"})
 # What the training jobs ask of a cluster, said once by the Snakemake that plans them (not again in each SLURM job's):
-# the GPU-hours, and whether a job's runs fit its runtime at the pace of a run of the preset (yours, else the reference).
+# the GPU-hours, and whether a job's runs fit its runtime at the pace of a run of the preset (yours, else the
+# reference), else the preset's resources.epoch_seconds.
 if workflow.is_main_process:
     if GPU_HOURS := gpu_hours(EXP):
         print(f"snakemake: {GPU_HOURS}", file=sys.stderr)
     PACE = next((path for path in (RUNS_CSV, layout.runs_csv(REFERENCE)) if os.path.exists(path)), None)
-    if PACE and (LATE := runtime_warning(EXP, PACE)):
+    if LATE := runtime_warning(EXP, PACE):
         print(f"snakemake: warning: {config_error(LATE)}", file=sys.stderr)
 RESOURCES = EXP.settings["resources"]
 # Of --cores, what a training job takes: on this machine, no more jobs at once than its cores hold
