@@ -10,11 +10,13 @@ import subprocess
 import sys
 import time
 
+import damage
 import pytest
 import torch
 from run_specs import spec_dict
 from workflow_copy import SNAKEMAKE, copy_workflow
 
+from optbench import checksummed
 from optbench.spec.run import RunSpec
 from optbench.train import checkpoints
 from optbench.train.loop import train_together
@@ -68,7 +70,7 @@ def kill_when(command, path, timeout=120):
 
 
 def epochs_done(path) -> int:
-    return torch.load(path, weights_only=True)["loop"]["epoch"]
+    return checksummed.load(path)["loop"]["epoch"]
 
 
 def kill_and_resume(tmp_path, specs, stop_at, *stack):
@@ -158,17 +160,62 @@ def test_a_checkpoint_of_other_specs_is_ignored(tmp_path, data_dir, caplog):
     assert list(map(comparable, resumed)) == list(map(comparable, fresh))
 
 
-def test_an_unreadable_checkpoint_is_ignored(tmp_path, data_dir, caplog):
-    path = tmp_path / "stack000.pt"
-    path.write_bytes(b"not a checkpoint")
-    with caplog.at_level(logging.INFO, logger="optbench"):
-        list(train_together(specs(data_dir)[:1], stacked=False, checkpoint=path))
-    assert "cannot be read" in caplog.text
-    assert checkpoints.load(path, checkpoints.specs_key(specs(data_dir)[:1], False), torch.device("cpu"))
-
-
 class Stop(Exception):
     """Ends a training loop right after its first checkpoint, as a kill would."""
+
+
+def stopped_after_first_checkpoint(spec, directory, monkeypatch):
+    """The checkpoint of ``spec`` (a single run) in ``directory`` after its first epoch, its training stopped there."""
+    path, save = directory / "stack000.pt", checkpoints.save
+
+    def save_then_stop(*args, **kwargs):
+        save(*args, **kwargs)
+        raise Stop
+
+    monkeypatch.setattr(checkpoints, "save", save_then_stop)
+    with pytest.raises(Stop):
+        next(train_together(spec, stacked=False, checkpoint=path))
+    monkeypatch.setattr(checkpoints, "save", save)
+    return path
+
+
+def flip_weights(path):
+    """Up to 4,000 bytes of the largest tensor of the checkpoint's model inverted (as the issue saw)."""
+    weights = max(checksummed.load(path)["models"].values(), key=torch.Tensor.numel)
+    data = weights.numpy().tobytes()
+    damage.flip(path, damage.find(path, data), min(4000, len(data)))
+
+
+def without_checksum(path):
+    """The file rewritten as optbench wrote checkpoints before they carried a checksum: torch.save alone."""
+    torch.save(checksummed.load(path), path)
+
+
+CHANGED = "does not match its SHA-256 (changed or cut short)"
+
+
+@pytest.mark.parametrize(
+    ("harm", "why"),
+    [
+        (flip_weights, CHANGED),
+        (damage.cut_short, CHANGED),
+        (without_checksum, "has no checksum (written by an older optbench, or not a file of its own)"),
+    ],
+    ids=["weights flipped", "cut short", "older, without checksum"],
+)
+def test_a_damaged_checkpoint_is_never_trained_on(tmp_path, data_dir, monkeypatch, caplog, harm, why):
+    """A mid-stack checkpoint damaged: one line naming it and what is wrong, and the stack trains from the start,
+    as if there were no checkpoint."""
+    spec = specs(data_dir, epochs=3)[:1]
+    uninterrupted = next(train_together(spec, stacked=False))
+    path = stopped_after_first_checkpoint(spec, tmp_path, monkeypatch)
+    harm(path)
+    with caplog.at_level(logging.INFO, logger="optbench"):
+        resumed = next(train_together(spec, stacked=False, checkpoint=path))
+    lines = [record.getMessage() for record in caplog.records if str(path) in record.getMessage()]
+    assert lines == [f"checkpoint {path} {why}: ignored, training from the start"]
+    assert "epoch 1/3" in caplog.text and "resuming" not in caplog.text
+    assert comparable(resumed) == comparable(uninterrupted)
 
 
 def test_resume_continues_the_global_random_stream(tmp_path, data_dir, monkeypatch):
@@ -185,16 +232,7 @@ def test_resume_continues_the_global_random_stream(tmp_path, data_dir, monkeypat
     monkeypatch.setattr(optbench.train.build, "build_model", with_dropout)
     spec = specs(data_dir, epochs=3)[:1]
     uninterrupted = next(train_together(spec, stacked=False))
-    path, save = tmp_path / "stack000.pt", checkpoints.save
-
-    def save_then_stop(*args, **kwargs):
-        save(*args, **kwargs)
-        raise Stop
-
-    monkeypatch.setattr(checkpoints, "save", save_then_stop)
-    with pytest.raises(Stop):
-        next(train_together(spec, stacked=False, checkpoint=path))
-    monkeypatch.setattr(checkpoints, "save", save)
+    path = stopped_after_first_checkpoint(spec, tmp_path, monkeypatch)
     torch.manual_seed(12345)  # another process's stream
     resumed = next(train_together(spec, stacked=False, checkpoint=path))
     assert comparable(resumed) == comparable(uninterrupted)

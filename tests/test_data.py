@@ -1,9 +1,11 @@
+import logging
 import os
 import random
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
+import damage
 import mnist1d.data
 import numpy as np
 import pytest
@@ -11,6 +13,7 @@ import torch
 import torchvision.datasets.cifar
 from cifar_fake import write_fake_cifar10
 
+from optbench import checksummed
 from optbench.data import loaders as data
 from optbench.data import mnist1d as mnist1d_data
 from optbench.data.cifar10 import CIFAR10_MEAN, CIFAR10_STD
@@ -40,7 +43,7 @@ def same_batches(first, second):
 
 def test_mnist1d_default_split_and_complete_cache_file(mnist1d_dir):
     assert os.listdir(mnist1d_dir) == ["mnist1d-5000.pt"]  # no temporary file left behind
-    cache = torch.load(mnist1d_dir / "mnist1d-5000.pt", weights_only=True)
+    cache = checksummed.load(mnist1d_dir / "mnist1d-5000.pt")
     shapes = {key: tuple(value.shape) for key, value in cache.items()}
     assert shapes == {"x": (4000, 40), "y": (4000,), "x_test": (1000, 40), "y_test": (1000,)}
     assert cache["x"].dtype == torch.float32 and set(cache["y"].tolist()) == set(range(10))
@@ -55,7 +58,7 @@ def test_mnist1d_second_load_reads_the_cache(mnist1d_dir, monkeypatch):
 
     monkeypatch.setattr(mnist1d.data, "make_dataset", fail)
     x, y = next(load_mnist1d(mnist1d_dir).test_batches())
-    cache = torch.load(mnist1d_dir / "mnist1d-5000.pt", weights_only=True)
+    cache = checksummed.load(mnist1d_dir / "mnist1d-5000.pt")
     assert torch.equal(x, cache["x_test"][:100].unsqueeze(1)) and torch.equal(y, cache["y_test"][:100])
 
 
@@ -100,6 +103,27 @@ def test_concurrent_generation_of_one_cache(tmp_path):
     assert all(same_batches(list(b.test_batches()), list(bundles[0].test_batches())) for b in bundles)
 
 
+def scramble_signals(cache):
+    """The cache's first 1,000 bytes of test signals inverted."""
+    damage.flip(cache, damage.find(cache, mnist1d_data.generate(100)["x_test"].numpy().tobytes()), 1000)
+
+
+@pytest.mark.parametrize("harm", [scramble_signals, damage.cut_short], ids=["scrambled", "cut short"])
+def test_a_damaged_mnist1d_cache_is_rebuilt(tmp_path, caplog, harm):
+    """One line naming the cache and what is wrong, then the cache is generated again and training gets the
+    signals it would have got."""
+    whole = load_data("mnist1d", data_dir=tmp_path, batch_size=10, seed=0, options={"num_samples": 100})
+    cache = tmp_path / "mnist1d-100.pt"
+    harm(cache)
+    with caplog.at_level(logging.INFO, logger="optbench"):
+        again = load_data("mnist1d", data_dir=tmp_path, batch_size=10, seed=0, options={"num_samples": 100})
+    assert caplog.messages == [f"cache {cache} does not match its SHA-256 (changed or cut short): rebuilding it"]
+    assert same_batches(list(again.test_batches()), list(whole.test_batches()))
+    assert same_batches(list(again.train_batches(1)), list(whole.train_batches(1)))
+    assert os.listdir(tmp_path) == ["mnist1d-100.pt"]
+    assert torch.equal(checksummed.load(cache)["x_test"], mnist1d_data.generate(100)["x_test"])  # whole again
+
+
 @pytest.mark.slow
 def test_concurrent_processes_write_one_complete_cache(tmp_path):
     code = "import sys; from optbench.data.loaders import load_data; load_data('mnist1d', data_dir=sys.argv[1], "
@@ -107,7 +131,7 @@ def test_concurrent_processes_write_one_complete_cache(tmp_path):
     processes = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path)]) for _ in range(3)]
     assert [process.wait(timeout=120) for process in processes] == [0, 0, 0]
     assert os.listdir(tmp_path) == ["mnist1d-1000.pt"]
-    cache = torch.load(tmp_path / "mnist1d-1000.pt", weights_only=True)
+    cache = checksummed.load(tmp_path / "mnist1d-1000.pt")
     expected = mnist1d_data.generate(1000)
     assert all(torch.equal(cache[key], expected[key]) for key in expected)
 
@@ -139,7 +163,7 @@ def test_mnist1d_train_size_keeps_the_first_signals_and_the_whole_test_set(mnist
     full = load_mnist1d(mnist1d_dir)
     subset = load_data("mnist1d", data_dir=mnist1d_dir, batch_size=100, seed=0, options={"train_size": 1000})
     assert (subset.n_train, subset.n_test, subset.steps_per_epoch) == (1000, 1000, 10)
-    cache = torch.load(mnist1d_dir / "mnist1d-5000.pt", weights_only=True)
+    cache = checksummed.load(mnist1d_dir / "mnist1d-5000.pt")
     rows = torch.cat([x for x, _ in subset.train_batches(0)]).flatten(1)
     assert torch.equal(rows.sort(dim=0).values, cache["x"][:1000].sort(dim=0).values)
     assert same_batches(list(subset.test_batches()), list(full.test_batches()))

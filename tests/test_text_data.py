@@ -3,16 +3,19 @@ corpus, the same bytes whatever the interpreter."""
 
 import hashlib
 import json
+import logging
 import lzma
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import damage
 import pytest
 import torch
 import yaml
 
+from optbench import checksummed
 from optbench.data import text as text_data
 from optbench.data.loaders import load_data
 from optbench.spec.datasets import DATASET_OPTIONS, TEXT_STDLIB_SHA256
@@ -44,11 +47,32 @@ def test_corpus_is_read_once_into_its_cache(tmp_path, corpus, monkeypatch):
     assert data.bits_per_token
     (cache,) = (tmp_path / "data").iterdir()
     assert cache.name == f"text_stdlib-{corpus[:16]}.pt"
-    saved = torch.load(cache, weights_only=True)
+    saved = checksummed.load(cache)
     assert saved["files"] == ["a.py", "b.py", "d.py"] and saved["sha256"] == corpus
     assert bytes(saved["tokens"].tolist()) == FILES["a.py"] + FILES["b.py"] + FILES["d.py"]
     monkeypatch.setattr(text_data, "read_corpus", lambda *a: pytest.fail("read the sources again"))
     load(tmp_path / "data", corpus)  # from the cache alone
+
+
+def scramble_tokens(cache):
+    """The tokens of the cache's first file inverted."""
+    damage.flip(cache, damage.find(cache, FILES["a.py"]), len(FILES["a.py"]))
+
+
+@pytest.mark.parametrize("harm", [scramble_tokens, damage.cut_short], ids=["scrambled", "cut short"])
+def test_a_damaged_cache_is_rebuilt(tmp_path, corpus, caplog, harm):
+    """One line naming the cache and what is wrong, then the cache is read from the corpus again and training
+    gets the windows it would have got."""
+    whole = load(tmp_path / "data", corpus)
+    (cache,) = (tmp_path / "data").iterdir()
+    harm(cache)
+    with caplog.at_level(logging.INFO, logger="optbench"):
+        again = load(tmp_path / "data", corpus)
+    assert caplog.messages == [f"cache {cache} does not match its SHA-256 (changed or cut short): rebuilding it"]
+    for epoch in (1, 2):
+        assert all(map(torch.equal, sum(again.train_batches(epoch), ()), sum(whole.train_batches(epoch), ())))
+    assert all(map(torch.equal, sum(again.test_batches(), ()), sum(whole.test_batches(), ())))
+    assert bytes(checksummed.load(cache)["tokens"].tolist()) == b"".join(FILES.values())  # whole again
 
 
 def test_a_different_corpus_stops_naming_the_option_and_the_hash_found(tmp_path, corpus):
@@ -62,7 +86,7 @@ def test_a_different_corpus_stops_naming_the_option_and_the_hash_found(tmp_path,
 
 def test_split_windows_and_batches(tmp_path, corpus):
     data = load(tmp_path, corpus, val_fraction=0.2)
-    tokens = torch.load(next(tmp_path.glob("*.pt")), weights_only=True)["tokens"]
+    tokens = checksummed.load(next(tmp_path.glob("*.pt")))["tokens"]
     cut = int(0.8 * len(tokens))
     train, val = tokens[:cut].long(), tokens[cut:].long()
     batches = list(data.train_batches(1))

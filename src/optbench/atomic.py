@@ -8,12 +8,10 @@ device: 'results/quick/tables/runs.csv'``; the command line prints it as one lin
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
@@ -44,12 +42,3 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 def atomic_write_csv(path: str | os.PathLike, table) -> None:
     """A pandas DataFrame as CSV, without its index (``runs.csv`` and every table of the report)."""
     atomic_write(path, lambda tmp: table.to_csv(tmp, index=False))
-
-
-def atomic_write_buffered(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
-    """:func:`atomic_write` for a serializer that reports a failed write in its own words (``torch.save``
-    raises a RuntimeError on a full disk): ``write`` fills a buffer in memory, and writing the buffer
-    out fails with an OSError like any other."""
-    buffer = io.BytesIO()
-    write(buffer)
-    atomic_write(path, lambda tmp: tmp.write_bytes(buffer.getbuffer()))

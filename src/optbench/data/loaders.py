@@ -17,6 +17,9 @@ examples and ``steps_per_epoch == n_train // batch_size`` (the ``B / b`` of the 
 weight decay formula). Test batches keep every example. Training batch order, and for
 CIFAR-10 the augmentation too, is a function of ``(seed, epoch)`` alone
 (:func:`optbench.data.bundle.epoch_generator`).
+
+The caches carry a SHA-256 of their content, checked on every load; a damaged one is built again, after a log
+line naming it (:mod:`optbench.checksummed`).
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """``mnist1d``: generated offline by the ``mnist1d`` package (fixed seed), cached as
-``<data_dir>/mnist1d-<num_samples>.pt``, kept in memory on the target device.
+``<data_dir>/mnist1d-<num_samples>.pt`` with a checksum (a damaged cache is generated again:
+:mod:`optbench.checksummed`), kept in memory on the target device.
 
 ``train_size`` keeps the first that many training signals and the whole test set, so runs on
 training sets of different sizes are tested on the same signals. The ``mnist1d`` package is
@@ -19,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from optbench.atomic import atomic_write_buffered
+from optbench.checksummed import cached
 from optbench.data.bundle import Batch, DataBundle, epoch_generator
 
 
@@ -54,13 +55,10 @@ _LOCK = threading.Lock()
 
 
 def cached_tensors(data_dir: Path, num_samples: int) -> dict[str, Tensor]:
-    """x, y, x_test, y_test of MNIST-1D; generated on first use, then read from the cache file."""
-    path = data_dir / f"mnist1d-{num_samples}.pt"
+    """x, y, x_test, y_test of MNIST-1D; generated on first use (or where the cache file is damaged:
+    :func:`optbench.checksummed.cached`), then read from the cache file."""
     with _LOCK:
-        if not path.exists():
-            data_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_buffered(path, partial(torch.save, generate(num_samples)))
-    return torch.load(path, weights_only=True)
+        return cached(data_dir / f"mnist1d-{num_samples}.pt", partial(generate, num_samples))
 
 
 def generate(num_samples: int) -> dict[str, Tensor]:

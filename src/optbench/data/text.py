@@ -13,7 +13,8 @@ train on another text.
 
 **Cache.** The corpus is tokenized once (one token per byte, vocabulary 256) into
 ``<data_dir>/text_stdlib-<first 16 hex digits of the hash>.pt``, written atomically, holding the
-tokens, the file names and the hash; later loads read only that file.
+tokens, the file names and the hash; later loads read only that file, after checking the SHA-256 of its content
+(:mod:`optbench.checksummed`): a damaged cache is rebuilt, after a log line naming it.
 
 **Split.** The first :math:`\lfloor (1 - f) N \rfloor` bytes train and the rest validate,
 f = ``val_fraction`` (0.1). The cut falls inside one file; the files after it (the alphabetically
@@ -40,7 +41,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from optbench.atomic import atomic_write_buffered
+from optbench.checksummed import cached
 from optbench.data.bundle import Batch, DataBundle, epoch_generator
 
 VOCABULARY = 256  # one token per byte
@@ -65,11 +66,9 @@ def read_corpus(path: Path, sha256: str) -> dict:
 
 
 def cached_corpus(data_dir: Path, sha256: str) -> dict:
-    """The pinned corpus from its cache file, tokenized and written there atomically on first use."""
-    path = data_dir / f"text_stdlib-{sha256[:16]}.pt"
-    if not path.exists():
-        atomic_write_buffered(path, partial(torch.save, read_corpus(CORPUS, sha256)))
-    return torch.load(path, weights_only=True)
+    """The pinned corpus from its cache file, tokenized and written there on first use (or where the cache
+    file is damaged: :func:`optbench.checksummed.cached`)."""
+    return cached(data_dir / f"text_stdlib-{sha256[:16]}.pt", partial(read_corpus, CORPUS, sha256))
 
 
 def split(tokens: Tensor, val_fraction: float) -> tuple[Tensor, Tensor]:

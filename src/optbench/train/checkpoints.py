@@ -21,8 +21,10 @@ write, as a large model's on a GPU may be), and always after the stack's last ep
 A stack that starts with its file present resumes from it (:func:`load`): at the epoch it holds, or, for a
 stack that had finished, with no training at all, so that records deleted after the stack finished (as
 Snakemake deletes a failed job's output) are written again. A file whose key differs (another config, or
-other code's format) or that cannot be read is ignored, with a log line, and overwritten. The job deletes
-its files once every record is written (:func:`remove`).
+other code's format) is ignored, with a log line, and overwritten; so is a damaged one: every file carries a
+SHA-256 of its content, checked before torch reads it (:mod:`optbench.checksummed`), and one that is changed,
+cut short or has none is never trained on. The job deletes its files once every record is written
+(:func:`remove`).
 
 Resumed records are the uninterrupted ones, bit for bit, but for what describes the processes rather than
 the training: ``timing`` (the seconds of every attempt up to its last checkpoint; the time an attempt lost
@@ -39,13 +41,12 @@ import json
 import logging
 import time
 from collections.abc import Callable, Sequence
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from optbench.atomic import atomic_write_buffered
+from optbench import checksummed
 
 if TYPE_CHECKING:
     from optbench.spec.run import RunSpec
@@ -77,11 +78,11 @@ def run_path(path: Path, index: int) -> Path:
 
 def save(path: Path, key: str, **parts: Any) -> None:
     """Writes ``parts`` (tensors, numbers, strings and containers of them), the key and torch's RNG states
-    to ``path``, atomically."""
+    to ``path``, atomically, with their checksum (:func:`optbench.checksummed.save`)."""
     rng = {"cpu": torch.get_rng_state()}
     if torch.cuda.is_initialized():
         rng["cuda"] = torch.cuda.get_rng_state_all()
-    atomic_write_buffered(path, partial(torch.save, {"format": FORMAT, "key": key, "rng": rng, **parts}))
+    checksummed.save(path, {"format": FORMAT, "key": key, "rng": rng, **parts})
 
 
 class Writer:
@@ -106,13 +107,13 @@ class Writer:
 
 def load(path: Path, key: str, device: torch.device) -> dict | None:
     """The parts saved in ``path``, its tensors on ``device``, with torch's RNG states restored; None, after a
-    log line saying why, when there is no checkpoint, it cannot be read, or it is of other specs than ``key``'s."""
+    log line saying why, when there is no checkpoint, it is damaged, or it is of other specs than ``key``'s."""
     if not path.exists():
         return None
     try:
-        saved = torch.load(path, map_location=device, weights_only=True)
-    except Exception as err:  # any unreadable file: not a checkpoint, or of another torch
-        log.info("checkpoint %s cannot be read (%s): ignored, training from the start", path, err)
+        saved = checksummed.load(path, device)
+    except checksummed.Damaged as err:
+        log.warning("checkpoint %s: ignored, training from the start", err)
         return None
     if not isinstance(saved, dict) or saved.get("key") != key:
         log.info("checkpoint %s is of other run specs or another format: ignored, training from the start", path)
