@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from optbench.experiment.preset import load_experiment  # noqa: E402
 from optbench.spec.run import RunSpec  # noqa: E402
 from optbench.train import checkpoints  # noqa: E402
+from optbench.train.checkpoint_files import stack_path  # noqa: E402
 from optbench.train.job import reuse_freed_memory  # noqa: E402
 from optbench.train.loop import MAX_STACK, train_together  # noqa: E402
 
@@ -78,7 +79,7 @@ def main() -> None:
     specs = quick_stack(args.data_dir, args.epochs)
     saves = checkpoints.save = TimedSaves()
     with tempfile.TemporaryDirectory() as tmp:
-        path = checkpoints.stack_path(tmp, 0)
+        path = stack_path(tmp, 0)
         train_seconds(specs, path)  # warm-up: data cache, first-call costs
         plain, checkpointed = [], []
         saves.times.clear()

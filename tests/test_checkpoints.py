@@ -18,8 +18,8 @@ from workflow_copy import SNAKEMAKE, copy_workflow
 
 from optbench import checksummed
 from optbench.spec.run import RunSpec
-from optbench.train import checkpoints
-from optbench.train.loop import train_together
+from optbench.train import checkpoint_files, checkpoints
+from optbench.train.loop import train_many, train_together
 from optbench.train.progress import Progress
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -102,9 +102,9 @@ def test_killed_single_run_resumes_bit_for_bit(tmp_path, data_dir):
 
 @pytest.mark.slow
 def test_killed_stacked_shard_resumes_bit_for_bit(tmp_path, data_dir):
-    """Two stacks of cnn_bn (BatchNorm statistics); the job is killed in the second, so the first is restored
-    from its last checkpoint with its records gone. The first holds a run that diverges at once (the diverged
-    set), the second Adafactor (factored moments) with a trace."""
+    """Two stacks of cnn_bn (BatchNorm statistics); the job is killed in the second, so the first's records, gone,
+    are written again from those it kept, and the second resumes from its checkpoint. The first holds a run that
+    diverges at once (the diverged set), the second Adafactor (factored moments) with a trace."""
     common = {"epochs": 3, "model": "cnn_bn", "dataset_options": {"num_samples": 1000}}
     adamw = [spec_dict(data_dir, lr=lr, **common) for lr in (2**-8, 2**-6, 1e6)]
     adafactor = [
@@ -114,7 +114,7 @@ def test_killed_stacked_shard_resumes_bit_for_bit(tmp_path, data_dir):
     reference, resumed, run = kill_and_resume(tmp_path, adamw + adafactor, "stack001.pt", "--stack")
     assert resumed == reference and len(resumed) == 5
     assert sorted(record["status"] for record in resumed.values()) == ["diverged"] + ["ok"] * 4
-    assert run.stderr.count("resuming from checkpoint") == 2
+    assert run.stderr.count("record(s) written again") == run.stderr.count("resuming from checkpoint") == 1
 
 
 @pytest.mark.slow
@@ -131,7 +131,7 @@ def test_killed_external_optimizer_stack_resumes_bit_for_bit(tmp_path, data_dir)
     ]
     reference, resumed, run = kill_and_resume(tmp_path, stacks, "stack001.pt", "--stack")
     assert resumed == reference and len(resumed) == 4
-    assert run.stderr.count("resuming from checkpoint") == 2
+    assert run.stderr.count("record(s) written again") == run.stderr.count("resuming from checkpoint") == 1
 
 
 def specs(directory, **overrides):
@@ -147,6 +147,28 @@ def test_a_finished_checkpoint_gives_the_records_without_training(tmp_path, data
         again = list(train_together(specs(data_dir), stacked=True, checkpoint=path))
     assert list(map(comparable, again)) == list(map(comparable, first))
     assert "2 epoch(s) done" in caplog.text and "epoch 1/2" not in caplog.text
+
+
+def test_a_kept_job_run_again_writes_its_records_without_training(tmp_path, data_dir, caplog):
+    """With keep_checkpoints (as the workflow runs it), a job leaves each stack's records in place of its
+    checkpoints; run again once its output is deleted (as Snakemake deletes an output it marked incomplete), it
+    writes the same files, byte for byte, without training, and then deletes them."""
+    out, kept = tmp_path / "out", tmp_path / "checkpoints"
+    runs = specs(data_dir)
+    outs = [out / f"{spec.run_id}.json" for spec in runs]
+    train_many(runs, outs, checkpoints=kept, keep_checkpoints=True, quiet=True)
+    assert sorted(path.name for path in kept.iterdir()) == ["stack000-records.pt", "stack001-records.pt"]
+    written = {path.name: path.read_bytes() for path in out.iterdir()}
+    shutil.rmtree(out)
+    with caplog.at_level(logging.INFO, logger="optbench"):
+        progress = train_many(runs, outs, checkpoints=kept)
+    assert {path.name: path.read_bytes() for path in out.iterdir()} == written
+    assert caplog.messages == [
+        f"{kept / name}: the stack had finished; its 1 record(s) written again"
+        for name in ("stack000-records.pt", "stack001-records.pt")
+    ]
+    assert progress.summary("job").endswith(", 4 of 4 run-epochs restored from checkpoints")
+    assert not kept.exists()
 
 
 def test_a_checkpoint_of_other_specs_is_ignored(tmp_path, data_dir, caplog):
@@ -261,11 +283,11 @@ def test_writes_take_at_most_their_share_of_the_time(tmp_path, monkeypatch):
 def test_remove_deletes_only_checkpoints(tmp_path):
     (tmp_path / "stack000.pt").write_bytes(b"")
     (tmp_path / ".0123abcd.stack001.pt").write_bytes(b"")  # left by a kill while writing
-    checkpoints.remove(tmp_path)
+    checkpoint_files.remove(tmp_path)
     assert not tmp_path.exists()
     tmp_path.mkdir()
     (tmp_path / "notes.txt").write_text("mine")
-    checkpoints.remove(tmp_path)
+    checkpoint_files.remove(tmp_path)
     assert (tmp_path / "notes.txt").exists()
 
 
@@ -286,12 +308,9 @@ def test_progress_counts_restored_epochs_apart(monkeypatch):
     )
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("to_the_group", [True, False], ids=["ctrl-c", "sigint to snakemake alone"])
-def test_after_sigint_the_plain_rerun_finishes(tmp_path, to_the_group):
-    """SIGINT while a training job runs, to the terminal's process group (Ctrl-C) or to Snakemake alone, which
-    leaves the job's output marked incomplete; the same command run again finishes the preset, without
-    --rerun-incomplete (the workflow's default profile sets it)."""
+def interrupted_smoke_run(tmp_path, to_the_group):
+    """The smoke preset run by Snakemake in a copy of the workflow, sent SIGINT once a training job has started: to
+    the terminal's process group (Ctrl-C) or to Snakemake alone. Returns the copy and the command."""
     workdir = copy_workflow(tmp_path)
     command = [*SNAKEMAKE, "--cores", "1", "--config", "preset=smoke"]
     run = subprocess.Popen(
@@ -304,6 +323,35 @@ def test_after_sigint_the_plain_rerun_finishes(tmp_path, to_the_group):
     assert run.poll() is None, "the run ended before a training job started"
     (os.killpg if to_the_group else os.kill)(run.pid, signal.SIGINT)
     run.communicate(timeout=120)
+    return workdir, command
+
+
+@pytest.mark.slow
+def test_after_ctrl_c_the_plain_rerun_finishes(tmp_path):
+    """Ctrl-C while a training job runs stops the job and leaves its output marked incomplete; the same command run
+    again finishes the preset, without --rerun-incomplete (the workflow's default profile sets it)."""
+    workdir, command = interrupted_smoke_run(tmp_path, to_the_group=True)
     again = subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
     assert (workdir / "results" / "smoke" / "tables" / "runs.csv").exists()
+
+
+@pytest.mark.slow
+def test_a_job_that_finished_after_sigint_to_snakemake_is_not_trained_again(tmp_path):
+    """SIGINT to Snakemake alone: it waits for the running training job, which finishes, then leaves the job's
+    output marked incomplete. The plain rerun deletes that output and runs the job again, which writes the same
+    records, byte for byte, from the checkpoints it kept, without training an epoch; the preset finishes, and
+    the checkpoints go."""
+    workdir, command = interrupted_smoke_run(tmp_path, to_the_group=False)
+    results = workdir / "results" / "smoke"
+    (log,) = (results / "logs" / "train").glob("*/*.log")  # the one job that ran (--cores 1)
+    shard = results / "runs" / log.parent.name / log.stem
+    finished = {path.name: path.read_bytes() for path in shard.glob("*.json")}
+    assert len(finished) == 2 and "epoch 3/3" in log.read_text()  # the job had trained its runs to the end
+    again = subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert {path.name: path.read_bytes() for path in shard.glob("*.json")} == finished
+    assert "record(s) written again" in log.read_text()  # the job ran again,
+    assert "epoch" not in log.read_text()  # and trained nothing
+    assert (results / "tables" / "runs.csv").exists()
+    assert not (results / "checkpoints").exists()

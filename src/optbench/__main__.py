@@ -46,7 +46,14 @@ def _train(args: argparse.Namespace) -> None:
     if args.out_dir:
         Path(args.out_dir).mkdir(parents=True, exist_ok=True)
     reuse_freed_memory()
-    progress = train_many(specs, outs, stack=args.stack, quiet=args.quiet, checkpoints=args.checkpoint_dir)
+    progress = train_many(
+        specs,
+        outs,
+        stack=args.stack,
+        quiet=args.quiet,
+        checkpoints=args.checkpoint_dir,
+        keep_checkpoints=args.keep_checkpoints,
+    )
     print(progress.summary(args.out_dir or ", ".join(dict.fromkeys(spec.variant for spec in specs))), flush=True)
 
 
@@ -126,6 +133,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--checkpoint-dir",
         help="keep a checkpoint per stack here after every epoch, resume from it when run again with the same "
         "specs, delete it once every record is written (optbench.train.checkpoints)",
+    )
+    p.add_argument(
+        "--keep-checkpoints",
+        action="store_true",
+        help="leave the checkpoint directory when the job ends, for a caller that deletes it once it has recorded "
+        "the output complete: run again, the job writes the records it kept without training (the workflow does)",
     )
     p.add_argument(
         "--stack",

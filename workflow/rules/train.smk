@@ -1,11 +1,15 @@
 import contextlib
 import os
 
+from optbench.train.checkpoint_files import remove as remove_checkpoints
+
 
 # The shard's run specs go in on standard input (a here-document), not as an argument: no limit on the length
 # of a command line applies, however many runs a job carries. Snakemake runs a long command from a script file.
 # Checkpoints (optbench.train.checkpoints) live outside the rule's output, which Snakemake deletes when a job fails:
-# a retried or requeued job resumes from them. The log gets a line per epoch; the terminal, a line per job.
+# a retried or requeued job resumes from them. The job keeps them when it ends: Snakemake, stopped by SIGINT, waits
+# for its running jobs but leaves their outputs incomplete, and the job run again then writes its records from them
+# without training. The log gets a line per epoch; the terminal, a line per job.
 rule train:
     input:
         layout.data_summary(RESULTS),
@@ -29,12 +33,16 @@ rule train:
         checkpoints=lambda w: layout.checkpoint_dir(RESULTS, w.variant, w.shard),
     shell:
         f"{OPTBENCH} --threads {RESOURCES['threads']} train {{params.stack}} --spec - --out-dir {{output}}"
-        f" --checkpoint-dir {{params.checkpoints}} 2> {{log}}"
+        f" --checkpoint-dir {{params.checkpoints}} --keep-checkpoints 2> {{log}}"
         f"{on_stdin('specs')}"
 
 
-# Once a run has succeeded, and no job runs: remove the checkpoint directories its training jobs emptied.
+# Once a run has succeeded, and no job runs: Snakemake has recorded the output of every training job of the run
+# complete, so their checkpoints go; then the directories that leaves empty.
 onsuccess:
+    for job in workflow.dag.jobs:
+        if job.rule.name == "train":
+            remove_checkpoints(layout.checkpoint_dir(RESULTS, job.wildcards.variant, job.wildcards.shard))
     for directory, _, _ in os.walk(f"{RESULTS}/checkpoints", topdown=False):
         with contextlib.suppress(OSError):  # not empty: checkpoints of specs no job trains now
             os.rmdir(directory)

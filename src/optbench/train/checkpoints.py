@@ -23,8 +23,15 @@ stack that had finished, with no training at all, so that records deleted after 
 Snakemake deletes a failed job's output) are written again. A file whose key differs (another config, or
 other code's format) is ignored, with a log line, and overwritten; so is a damaged one: every file carries a
 SHA-256 of its content, checked before torch reads it (:mod:`optbench.checksummed`), and one that is changed,
-cut short or has none is never trained on. The job deletes its files once every record is written
-(:func:`remove`).
+cut short or has none is never trained on.
+
+Once a stack's records are written, its checkpoints give way to a file of those records,
+``stackNNN-records.pt`` (:func:`finish`), with the same key and checksum: a job run again after its output was
+deleted writes them again as they were, without building or training anything (:func:`finished_records`). This
+is what a job interrupted after it finished needs: Snakemake, stopped by SIGINT, waits for its running jobs, then
+leaves their outputs marked incomplete and deletes them on the next run. The job deletes its files once every
+record is written (:func:`~optbench.train.checkpoint_files.remove`), unless told to keep them, as the workflow's
+rule tells it; the workflow deletes them once Snakemake has recorded the job's output complete (its ``onsuccess``).
 
 Resumed records are the uninterrupted ones, bit for bit, but for what describes the processes rather than
 the training: ``timing`` (the seconds of every attempt up to its last checkpoint; the time an attempt lost
@@ -35,7 +42,6 @@ changing the code mid-run, delete the checkpoints.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -47,6 +53,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from optbench import checksummed
+from optbench.train.checkpoint_files import records_path, stack_checkpoints
 
 if TYPE_CHECKING:
     from optbench.spec.run import RunSpec
@@ -64,16 +71,6 @@ def specs_key(specs: Sequence[RunSpec], stacked: bool) -> str:
     """The hash of what a stack trains: its run specs in order, whether stacked, and :data:`FORMAT`."""
     text = json.dumps({"format": FORMAT, "stacked": stacked, "specs": [s.to_dict() for s in specs]}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def stack_path(directory: str | Path, index: int) -> Path:
-    """The checkpoint of a job's stack ``index`` (from 0)."""
-    return Path(directory) / f"stack{index:03d}.pt"
-
-
-def run_path(path: Path, index: int) -> Path:
-    """The checkpoint of run ``index`` of a stack at ``path`` whose model cannot stack (trained one run at a time)."""
-    return path.with_name(f"{path.stem}-run{index:03d}{path.suffix}")
 
 
 def save(path: Path, key: str, **parts: Any) -> None:
@@ -108,6 +105,33 @@ class Writer:
 def load(path: Path, key: str, device: torch.device) -> dict | None:
     """The parts saved in ``path``, its tensors on ``device``, with torch's RNG states restored; None, after a
     log line saying why, when there is no checkpoint, it is damaged, or it is of other specs than ``key``'s."""
+    saved = _read(path, key, device)
+    if saved is not None:
+        torch.set_rng_state(saved["rng"]["cpu"].cpu())
+        if "cuda" in saved["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all([state.cpu() for state in saved["rng"]["cuda"]])
+    return saved
+
+
+def finish(directory: str | Path, index: int, key: str, records: list[dict]) -> None:
+    """Replaces the checkpoints of the job's stack ``index`` (of :func:`specs_key` ``key``), whose ``records``
+    are written, by a file of those records (:func:`finished_records`). They are kept as JSON, the text their
+    files hold: a record holds values torch would not read back with ``weights_only``, such as torch's version."""
+    content = {"format": FORMAT, "key": key, "records": json.dumps(records)}
+    checksummed.save(records_path(directory, index), content)
+    for path in stack_checkpoints(directory, index):
+        path.unlink(missing_ok=True)
+
+
+def finished_records(directory: str | Path, index: int, key: str) -> list[dict] | None:
+    """The records of the job's stack ``index`` that :func:`finish` kept, if it kept those of ``key``; else None."""
+    saved = _read(records_path(directory, index), key, torch.device("cpu"))
+    return None if saved is None else json.loads(saved["records"])
+
+
+def _read(path: Path, key: str, device: torch.device) -> dict | None:
+    """What ``path`` holds, its tensors on ``device``; None, after a log line saying why, when there is no file,
+    it is damaged, or it is of other specs than ``key``'s."""
     if not path.exists():
         return None
     try:
@@ -118,17 +142,4 @@ def load(path: Path, key: str, device: torch.device) -> dict | None:
     if not isinstance(saved, dict) or saved.get("key") != key:
         log.info("checkpoint %s is of other run specs or another format: ignored, training from the start", path)
         return None
-    torch.set_rng_state(saved["rng"]["cpu"].cpu())
-    if "cuda" in saved["rng"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([state.cpu() for state in saved["rng"]["cuda"]])
     return saved
-
-
-def remove(directory: str | Path) -> None:
-    """Deletes a job's checkpoints (and temporary files an attempt killed while writing one left), then the
-    directory if that leaves it empty."""
-    directory = Path(directory)
-    for path in [*directory.glob("stack*.pt"), *directory.glob(".*.stack*.pt")]:
-        path.unlink(missing_ok=True)
-    with contextlib.suppress(OSError):  # absent, or holding files of someone else's
-        directory.rmdir()

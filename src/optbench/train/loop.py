@@ -37,7 +37,9 @@ from optbench.records.record import make_record, write_record
 from optbench.spec.run import RunSpec
 from optbench.train import checkpoints
 from optbench.train.build import Runs, build_runs, prepare
-from optbench.train.checkpoints import remove, stack_path
+from optbench.train.checkpoint_files import records_path, remove, run_path, stack_path
+from optbench.train.checkpoints import finish, finished_records
+from optbench.train.checkpoints import specs_key as checkpoints_key
 from optbench.train.epoch import EpochResult, chance_error, evaluate, record_epoch, train_epoch
 from optbench.train.external import optimizer_mode, stacks
 from optbench.train.progress import Progress
@@ -133,7 +135,7 @@ def _one_at_a_time(
 ) -> Iterator[dict]:
     """The records of specs whose model cannot stack, or whose external optimizer says ``stack: false``, trained
     one after another (each with a checkpoint of its own next to ``checkpoint``,
-    :func:`~optbench.train.checkpoints.run_path`), after a log line saying why."""
+    :func:`~optbench.train.checkpoint_files.run_path`), after a log line saying why."""
     why = (
         f"model {specs[0].model} cannot be stacked (optbench.train.stacking.can_stack)"
         if stacks(specs[0])
@@ -141,7 +143,7 @@ def _one_at_a_time(
     )
     log.info("%s: training its %d runs one at a time", why, len(specs))
     for i, s in enumerate(specs):
-        path = None if checkpoint is None else checkpoints.run_path(checkpoint, i)
+        path = None if checkpoint is None else run_path(checkpoint, i)
         yield from train_together([s], stacked=False, quiet=quiet, checkpoint=path, progress=progress)
 
 
@@ -241,6 +243,7 @@ def train_many(
     max_stack: int = MAX_STACK,
     quiet: bool = False,
     checkpoints: str | Path | None = None,
+    keep_checkpoints: bool = False,
 ) -> Progress:
     """Trains specs in this process, writing each record as soon as it is done; returns the job's progress,
     whose :meth:`~optbench.train.progress.Progress.summary` is its one-line summary.
@@ -250,8 +253,9 @@ def train_many(
     in size as can be; without it, one after another. ``quiet``: no line per epoch in the log.
 
     ``checkpoints``: a directory to keep each stack's checkpoint in (:mod:`optbench.train.checkpoints`): a job
-    run again with the same specs resumes where the last one stopped, and once every record is written
-    the checkpoints are deleted.
+    run again with the same specs resumes where the last one stopped, and a stack whose records were written
+    writes them again without training. Once every record is written the checkpoints are deleted, unless
+    ``keep_checkpoints``: then whoever ran the job deletes them once it knows the job's output complete.
     """
     groups: dict[str | int, list[tuple[RunSpec, str | Path]]] = {}
     for spec, out in zip(specs, outs, strict=True):
@@ -261,19 +265,35 @@ def train_many(
     progress = Progress([(len(chunk), chunk[0][0].epochs) for chunk in stacks])
     for i, chunk in enumerate(stacks):
         progress.next_stack()
-        records = train_together(
-            [spec for spec, _ in chunk],
-            stacked=len(chunk) > 1,
-            quiet=quiet,
-            checkpoint=None if checkpoints is None else stack_path(checkpoints, i),
-            progress=progress,
-        )
-        for (_, out), record in zip(chunk, records, strict=True):
+        stack_specs = [spec for spec, _ in chunk]
+        written = []
+        for (_, out), record in zip(chunk, _stack_records(stack_specs, quiet, progress, checkpoints, i), strict=True):
             write_record(record, out)
             progress.finished(record)
-    if checkpoints is not None:
+            written.append(record)
+        if checkpoints is not None:
+            finish(checkpoints, i, checkpoints_key(stack_specs, len(chunk) > 1), written)
+    if checkpoints is not None and not keep_checkpoints:
         remove(checkpoints)
     return progress
+
+
+def _stack_records(
+    specs: list[RunSpec], quiet: bool, progress: Progress, directory: str | Path | None, index: int
+) -> Iterator[dict]:
+    """The records of the job's stack ``index``, of ``specs``: those the checkpoint directory ``directory`` kept
+    of it (:func:`~optbench.train.checkpoints.finished_records`), else trained (:func:`train_together`)."""
+    stacked = len(specs) > 1
+    if directory is None:
+        return train_together(specs, stacked=stacked, quiet=quiet, progress=progress)
+    kept = finished_records(directory, index, checkpoints_key(specs, stacked))
+    if kept is None:
+        checkpoint = stack_path(directory, index)
+        return train_together(specs, stacked=stacked, quiet=quiet, checkpoint=checkpoint, progress=progress)
+    log.info("%s: the stack had finished; its %d record(s) written again", records_path(directory, index), len(kept))
+    history = [entry for record in kept if record["status"] == "ok" for entry in record["history"]]
+    progress.restore(sum(len(record["history"]) for record in kept), history)
+    return iter(kept)
 
 
 def _split(members: list, max_stack: int) -> list[list]:
