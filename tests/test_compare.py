@@ -64,17 +64,59 @@ def test_a_shift_within_the_noise_agrees(reference):
     assert verdict_line(comparison, "out").startswith("compare: the fresh run agrees with the reference (2 variants)")
 
 
-def test_a_reference_of_another_preset_is_named(reference, tmp_path, capsys):
+def compare_command(tmp_path, fresh: pd.DataFrame, reference: pd.DataFrame) -> int:
+    """``optbench compare`` of the two tables, written to tmp_path as fresh.csv and reference.csv, into
+    tmp_path/compare: its exit status."""
     config = yaml.safe_load((ROOT / "config.yaml").read_text()) | {"preset": "smoke"}
-    atomic_write_csv(tmp_path / "reference.csv", reference.assign(preset="reproduce"))
-    atomic_write_csv(tmp_path / "fresh.csv", reference)
+    atomic_write_csv(tmp_path / "reference.csv", reference)
+    atomic_write_csv(tmp_path / "fresh.csv", fresh)
     argv = ["compare", "--fresh", str(tmp_path / "fresh.csv"), "--reference", str(tmp_path / "reference.csv")]
-    assert main([*argv, "--config-json", json.dumps(config), "--out-dir", str(tmp_path / "compare")]) == 2
+    return main([*argv, "--config-json", json.dumps(config), "--out-dir", str(tmp_path / "compare")])
+
+
+def test_a_reference_of_another_preset_is_named(reference, tmp_path, capsys):
+    assert compare_command(tmp_path, reference, reference.assign(preset="reproduce")) == 2
     assert capsys.readouterr().err.splitlines() == [
         f"optbench compare: error: {tmp_path / 'reference.csv'}: runs of preset reproduce, but "
         f"{tmp_path / 'fresh.csv'} holds runs of preset quick: compare two runs of one preset"
     ]
     assert not (tmp_path / "compare").exists()
+
+
+BAD_ROWS = {  # a cell of the table's first row -> what the one line says of it
+    ("final_test_error", 1.7): "final_test_error: 1.7 is greater than the maximum of 1",
+    ("final_test_error", -0.1): "final_test_error: -0.1 is less than the minimum of 0",
+    ("final_test_error", math.nan): "final_test_error is empty",
+    ("lr", math.nan): "lr is empty",
+    ("final_test_error", 0.01): "final_test_error is 0.01 but its history gives 0.604",
+    ("history", "[]"): "the history is empty",
+    ("history", "[{"): "history is not a JSON list: '[{'",
+}
+
+
+@pytest.mark.parametrize("role", ["reference", "fresh run"])
+@pytest.mark.parametrize(("cell", "problem"), BAD_ROWS.items(), ids=[f"{c}={v}" for c, v in BAD_ROWS])
+def test_a_bad_row_in_either_table_stops_it_naming_the_table_its_line_and_cell(
+    reference, tmp_path, capsys, role, cell, problem
+):
+    """A reference row is checked as strictly as a fresh one, and the line says which table is bad."""
+    column, value = cell
+    bad = reference.copy()
+    bad[column] = bad[column].astype(object)
+    bad.loc[0, column] = value
+    fresh, ref = (reference, bad) if role == "reference" else (bad, reference)
+    assert compare_command(tmp_path, fresh, ref) == 2
+    path = tmp_path / ("reference.csv" if role == "reference" else "fresh.csv")
+    assert capsys.readouterr().err.splitlines() == [
+        f"optbench compare: error: the {role} {path}: line 2 (run {reference.loc[0, 'run_id']}): {problem}"
+    ]
+    assert not (tmp_path / "compare").exists()
+
+
+def test_every_bad_row_is_counted(reference, tmp_path, capsys):
+    bad = reference.assign(final_test_error=reference["final_test_error"].where(reference["seed"].eq(1), 1.5))
+    assert compare_command(tmp_path, reference, bad) == 2
+    assert capsys.readouterr().err.endswith(f"(and {len(reference) // 2 - 1} more bad rows)\n")
 
 
 def test_a_moved_diagonal_is_a_slope_that_differs(reference):
@@ -116,12 +158,8 @@ def test_the_difference_figure_outlines_cells_beyond_the_tolerance(reference, tm
 
 
 def test_the_command_writes_every_output_and_prints_the_verdict(reference, tmp_path, capsys):
-    config = yaml.safe_load((ROOT / "config.yaml").read_text()) | {"preset": "smoke"}
-    atomic_write_csv(tmp_path / "reference.csv", reference)
-    atomic_write_csv(tmp_path / "fresh.csv", runs(shift=0.05))
     out = tmp_path / "compare"
-    argv = ["compare", "--fresh", str(tmp_path / "fresh.csv"), "--reference", str(tmp_path / "reference.csv")]
-    assert main([*argv, "--config-json", json.dumps(config), "--out-dir", str(out)]) == 0  # a verdict, not an error
+    assert compare_command(tmp_path, runs(shift=0.05), reference) == 0  # a verdict, not an error
     assert capsys.readouterr().out.startswith(
         "compare: the fresh run does not agree with the reference in 1 of 2 variants; see "
     )

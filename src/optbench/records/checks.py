@@ -2,9 +2,8 @@
 writes a table.
 
 The schema (:func:`optbench.records.record.read_record`) checks each record alone: fields, types, ranges and
-finite numbers. :func:`contradictions` checks that a record agrees with itself: its history counts its epochs
-from 1, is as long as the run (or ends where the run diverged), and its final and best test errors and final
-training loss are the history's. :func:`mismatches` checks that each record holds its run spec's id, preset,
+finite numbers. :func:`~optbench.records.consistency.contradictions` checks that a record agrees with itself.
+:func:`mismatches` checks that each record holds its run spec's id, preset,
 variant, grid cell, seed, optimizer, schedule and training settings; an optimizer switch the record lacks
 (one added after it was trained) is read as its default. :func:`check_records` names every bad file, one line
 each, in one :class:`~optbench.records.record.RecordError`.
@@ -16,6 +15,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from optbench.records.consistency import contradictions
 from optbench.records.record import RecordError
 from optbench.spec.run import RunSpec
 from optbench.spec.switches import resolve
@@ -27,32 +27,6 @@ def expected_fields(spec: RunSpec) -> dict[str, Any]:
     fields = spec.to_dict()
     del fields["device"]
     return fields
-
-
-def contradictions(record: dict) -> list[str]:
-    """Where ``record`` contradicts itself (see the module's docstring); empty for a consistent record."""
-    history, epochs, status = record["history"], record["epochs"], record["status"]
-    if not history:
-        return ["the history is empty"]
-    found = []
-    numbers = [entry["epoch"] for entry in history]
-    if numbers != list(range(1, len(history) + 1)):
-        found.append(f"the history's epochs are {numbers}, not 1 to {len(history)}")
-    if status == "ok" and len(history) != epochs:
-        found.append(f"the history has {len(history)} epochs but the run has {epochs} and did not diverge")
-    if status == "diverged" and len(history) > epochs:
-        found.append(f"the history has {len(history)} epochs but the run has {epochs}")
-    last = history[-1]
-    best = last["test_error"] if status == "diverged" else min(entry["test_error"] for entry in history)
-    for key, value in [
-        ("final_test_error", last["test_error"]),
-        ("best_test_error", best),
-        ("final_train_loss", last["train_loss"]),
-        ("final_val_bits_per_token", last.get("val_bits_per_token")),
-    ]:
-        if record.get(key) != value:
-            found.append(f"{key} is {record.get(key)!r} but its history gives {value!r}")
-    return found
 
 
 def with_default_switches(block: dict) -> dict:

@@ -26,6 +26,7 @@ from optbench.analysis.estimate_text import NA, estimate
 from optbench.atomic import atomic_write_csv, atomic_write_text
 from optbench.experiment.preset import Experiment
 from optbench.records.table import read_runs
+from optbench.records.table_checks import check_table
 from optbench.report import text as fmt
 from optbench.report.figures import PANEL_INCHES, log2_label, save_figure, text_colour
 from optbench.report.text import CI, markdown_table
@@ -171,13 +172,27 @@ def verdict_line(comparison: Comparison, out_dir: str | os.PathLike) -> str:
     return f"compare: the fresh run does not agree with the reference in {disagree} of {n} variants; see {where}"
 
 
+def read_checked(path: str | os.PathLike, role: str) -> pd.DataFrame:
+    """The runs table at ``path``, each row checked as aggregation checks a record
+    (:func:`optbench.records.table_checks.check_table`): a reference is trusted no more than a fresh run.
+    ValueError naming ``role`` (the fresh run or the reference), the path, and the bad row."""
+    name = f"{role} {path}"
+    try:
+        runs = read_runs(path)
+    except ValueError as error:
+        raise ValueError(f"{name}: {error}") from None
+    check_table(runs, name)
+    return runs
+
+
 def write_comparison(
     fresh_csv: str | os.PathLike, reference_csv: str | os.PathLike, experiment: Experiment, out_dir: str | os.PathLike
 ) -> Comparison:
-    """:func:`compare_runs` of two ``runs.csv`` of one preset (ValueError naming both presets otherwise), written
+    """:func:`compare_runs` of two ``runs.csv`` of one preset, each checked first (:func:`read_checked`; ValueError
+    naming a bad table, or both presets where they differ), written
     to ``out_dir``: ``compare.csv`` (the table), ``compare.md`` (the verdict and the table for humans) and
     ``difference.png``/``.pdf``."""
-    fresh, reference = read_runs(fresh_csv), read_runs(reference_csv)
+    fresh, reference = read_checked(fresh_csv, "the fresh run"), read_checked(reference_csv, "the reference")
     presets = [sorted(set(runs["preset"])) for runs in (fresh, reference)]
     if presets[0] != presets[1]:
         raise ValueError(
