@@ -5,14 +5,17 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from fake_records import LRS, diagonal_error, grid_records, separable_error
+from fake_records import LRS, WDS, diagonal_error, grid_records, separable_error
 from matplotlib.patches import Rectangle
 
 from optbench.__main__ import main
-from optbench.analysis.compare import FALLBACK_NOISE, Z, compare_runs
+from optbench.analysis.cell_noise import cell_to_cell_noise
+from optbench.analysis.cells import cell_statistics
+from optbench.analysis.compare import Z, compare_runs
 from optbench.atomic import atomic_write_csv
 from optbench.records.table import runs_table
 from optbench.report.compare import difference_figure, verdict_line
@@ -125,15 +128,56 @@ def test_a_moved_diagonal_is_a_slope_that_differs(reference):
     assert "slope -1.00 [-1.00, -1.00], the reference's 0.00 [0.00, 0.00]" in problems["adamw_cosine"]
 
 
-def test_one_seed_in_the_reference_uses_the_fallback_noise_and_says_so():
-    reference = runs(seeds=(0,))
-    comparison = compare_runs(runs(seeds=(0,), shift=0.01), reference)
-    table = comparison.table
-    assert (table["noise"] == FALLBACK_NOISE).all() and table["noise_source"].str.startswith("unknown").all()
-    assert table["tolerance_pp"].to_numpy() == pytest.approx(100 * Z * FALLBACK_NOISE * math.sqrt(2))
-    assert table["slope_check"].str.startswith("not checked: one seed").all()
-    assert comparison.agrees  # 1 pp is within the fallback tolerance of 6.8 pp
-    assert not compare_runs(runs(seeds=(0,), shift=0.1), reference).agrees
+CELL_NOISE = 0.005  # noisy_error's independent noise per cell
+
+
+def noisy_error(lr: float, weight_decay: float) -> float:
+    """A gentle bowl in lr plus independent noise of CELL_NOISE in each cell, the same for every call."""
+    rng = np.random.default_rng([round(-math.log2(lr)), round(-math.log2(weight_decay))])
+    return 0.3 + 0.001 * (math.log2(lr) + 10) ** 2 + rng.normal(0, CELL_NOISE)
+
+
+def one_seed(shift=0.0, lrs=LRS, wds=WDS, diverge_above_lr=math.inf):
+    """One variant's runs of one seed on the noisy grid, every error raised by ``shift``."""
+    records = grid_records("adamw_cosine", lambda lr, wd: noisy_error(lr, wd) + shift, (0,), lrs, wds, diverge_above_lr)
+    return runs_table(records)
+
+
+def test_the_cell_to_cell_noise_recovers_the_grids_noise_without_its_diverged_cells():
+    large = [2.0**k for k in range(-16, -4)]  # a 12 x 12 grid
+    runs = runs_table(grid_records("a", noisy_error, (0,), large, large, diverge_above_lr=2.0**-8))
+    noise = cell_to_cell_noise(cell_statistics(runs))
+    assert noise.sigma == pytest.approx(CELL_NOISE, rel=0.25)
+    assert noise.n_differences == 12 * 7 + 9 * 10  # the triples within the 9 lr rows that did not diverge
+
+
+def test_one_seed_in_the_reference_judges_with_its_cell_to_cell_noise():
+    reference = one_seed()
+    within, worse = compare_runs(one_seed(shift=0.005), reference), compare_runs(one_seed(shift=0.05), reference)
+    (row,) = within.table.to_dict("records")
+    assert row["noise"] == pytest.approx(CELL_NOISE, rel=0.5) and row["noise_source"].startswith(
+        "the reference's cell-to-cell noise (one seed; 38 second differences)"
+    )
+    assert row["tolerance_pp"] == pytest.approx(100 * Z * row["noise"] * math.sqrt(2))
+    assert row["slope_check"].startswith("not checked: one seed")
+    assert within.verdict == "agrees"
+    assert worse.verdict == "disagrees"  # 5 pp, within the 6.8 pp the former fixed noise of 2.4 pp allowed
+    assert worse.problems()[0].startswith("adamw_cosine: best test error +5.0 pp, beyond the tolerance of 1.")
+
+
+def test_a_grid_too_small_for_its_noise_is_inconclusive_and_says_why(tmp_path, capsys):
+    reference = one_seed(lrs=LRS[:2], wds=WDS[:2])
+    comparison = compare_runs(one_seed(shift=0.05, lrs=LRS[:2], wds=WDS[:2]), reference)
+    why = (
+        "the reference has one seed, and its 2 x 2 grid has 0 runs of three neighbouring cells without a diverged "
+        "run, 6 needed to estimate the cell-to-cell noise"
+    )
+    assert comparison.verdict == "inconclusive" and comparison.problems() == [f"adamw_cosine: inconclusive: {why}"]
+    assert verdict_line(comparison, "out") == f"compare: inconclusive: adamw_cosine: {why}; see out/compare.md"
+    assert math.isnan(comparison.table["tolerance_pp"].iloc[0])
+    missing = compare_runs(one_seed(lrs=LRS[:1], wds=WDS[:2]), reference)  # a missing cell is a fact: disagrees
+    assert missing.verdict == "disagrees"
+    difference_figure(comparison, [tmp_path / "d.png"], labels={})  # no tolerance to outline or scale by
 
 
 def test_missing_cells_and_variants_are_listed(reference):
@@ -164,9 +208,9 @@ def test_the_command_writes_every_output_and_prints_the_verdict(reference, tmp_p
         "compare: the fresh run does not agree with the reference in 1 of 2 variants; see "
     )
     table = pd.read_csv(out / "compare.csv")
-    assert table["agrees"].tolist() == [True, False]
+    assert table["verdict"].tolist() == ["agrees", "disagrees"]
     text = (out / "compare.md").read_text()
     assert "**Verdict: the fresh run does not agree with the reference**, in:" in text
     assert "- adamw_cosine: best test error +5.0 pp" in text
-    assert "| AdamW, cosine | **no** |" in text  # the config's labels
+    assert "| AdamW, cosine | **disagrees** |" in text  # the config's labels
     assert (out / "difference.pdf").read_bytes()[:5] == b"%PDF-"

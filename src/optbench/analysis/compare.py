@@ -6,12 +6,13 @@ Per variant of the reference it compares, from :func:`optbench.analysis.heatmap.
 * the claim statistic: the slope of log2 best weight decay on log2 lr, with its seed-bootstrap CI;
 * every cell of the heatmap: the difference of the seed means (:func:`cell_differences`).
 
-Verdict rule. The noise sigma of a variant is the reference's noise floor
-(:func:`optbench.analysis.heatmap.noise_floor`: the median over its cells of the standard deviation over seeds).
-A reference of one seed cannot measure it: sigma is then unknown, and the rule uses
-:data:`FALLBACK_NOISE` instead, and says so. The tolerance is ``Z`` standard deviations of the difference
-of two seed means, ``Z * sigma * sqrt(1 / n_fresh + 1 / n_reference)`` with n the seeds of each. A variant
-agrees when
+Verdict rule. The noise sigma of a variant is, with two seeds or more in the reference, its noise floor
+(:func:`optbench.analysis.heatmap.noise_floor`: the median over its cells of the standard deviation over
+seeds). A reference of one seed has no seed standard deviation: sigma is then its heatmap's cell-to-cell
+noise (:func:`optbench.analysis.cell_noise.cell_to_cell_noise`, which runs high); where the grid is too small
+for that, the variant is *inconclusive*, with the reason, rather than judged against a guess. The tolerance
+is ``Z`` standard deviations of the difference of two seed means,
+``Z * sigma * sqrt(1 / n_fresh + 1 / n_reference)`` with n the seeds of each. A variant agrees when
 
 1. the fresh run has every cell of the reference's heatmap;
 2. its best cell's error differs from the reference's by at most the tolerance;
@@ -21,7 +22,9 @@ agrees when
    when it has none) overlaps it. With one seed in the reference, or too few near-best lr rows for a
    slope in the fresh run, the slope is reported, not checked.
 
-The run agrees when every variant of the reference does; the comparison lists what does not. Variants
+It disagrees when any of these fails (an inconclusive variant can still miss cells: that disagrees).
+The run agrees when every variant of the reference does; it disagrees when one does, else it is
+inconclusive when one is; the comparison lists each variant that does not agree, and why. Variants
 that only the fresh run has are named, and not compared. :mod:`optbench.report.compare` writes the
 comparison (``snakemake compare``).
 """
@@ -33,18 +36,16 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from optbench.analysis.cell_noise import cell_to_cell_noise
 from optbench.analysis.cells import CELL_COLUMNS, cell_statistics
 from optbench.analysis.estimate_text import NA, estimate
 from optbench.analysis.heatmap import variant_statistics
 
-# The seed standard deviation assumed for a reference of one seed: the largest noise floor of the
-# 3-seed reproduce reference (AdamW with the fixed schedule, 2.4 pp; results/reference/reproduce).
-FALLBACK_NOISE = 0.024
 Z = 2.0
 
 COLUMNS = [
     "variant",
-    "agrees",
+    "verdict",
     "reasons",
     "reference_seeds",
     "fresh_seeds",
@@ -84,8 +85,16 @@ class Comparison:
     only_fresh: list[str] = field(default_factory=list)
 
     @property
+    def verdict(self) -> str:
+        """``identical``; else ``disagrees`` where a variant does, else ``inconclusive`` where a variant is,
+        else ``agrees``."""
+        if self.identical:
+            return "identical"
+        return next((v for v in ("disagrees", "inconclusive") if v in set(self.table["verdict"])), "agrees")
+
+    @property
     def agrees(self) -> bool:
-        return bool(self.table["agrees"].all())
+        return self.verdict in ("identical", "agrees")
 
     @property
     def identical(self) -> bool:
@@ -93,8 +102,8 @@ class Comparison:
         return bool(len(self.cells)) and bool(self.cells["difference_pp"].eq(0).all()) and not self.only_fresh
 
     def problems(self) -> list[str]:
-        """One line per variant that does not agree: its name and every reason."""
-        return [f"{r.variant}: {r.reasons}" for r in self.table.itertuples(index=False) if not r.agrees]
+        """One line per variant that does not agree: its name and every reason (or why it is inconclusive)."""
+        return [f"{r.variant}: {r.reasons}" for r in self.table.itertuples(index=False) if r.verdict != "agrees"]
 
 
 def cell_differences(fresh: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
@@ -105,11 +114,19 @@ def cell_differences(fresh: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFra
     return cells.assign(difference_pp=100 * (cells["fresh_error"] - cells["reference_error"]))
 
 
-def _noise(reference: pd.Series) -> tuple[float, str]:
-    """The variant's seed noise sigma, and where it comes from (module docstring)."""
-    if reference["n_seeds"] >= 2 and math.isfinite(reference["noise_floor"]):
-        return float(reference["noise_floor"]), f"the reference's noise floor ({reference['n_seeds']} seeds)"
-    return FALLBACK_NOISE, "unknown (one seed in the reference): FALLBACK_NOISE"
+def _noise(reference: pd.Series, cells: pd.DataFrame) -> tuple[float, str]:
+    """The variant's seed noise sigma, and where it comes from, or NaN and why there is none (module docstring).
+    ``cells``: the reference's cell statistics of the variant."""
+    seeds = int(reference["n_seeds"])
+    if seeds >= 2 and math.isfinite(reference["noise_floor"]):
+        return float(reference["noise_floor"]), f"the reference's noise floor ({seeds} seeds)"
+    seeds_text = "one seed" if seeds == 1 else f"{seeds} seeds but no noise floor"
+    noise = cell_to_cell_noise(cells)
+    if not math.isfinite(noise.sigma):
+        return math.nan, f"the reference has {seeds_text}, and {noise.reason}"
+    # the cells are means of `seeds` runs: a single run scatters sqrt(seeds) times more
+    source = f"the reference's cell-to-cell noise ({seeds_text}; {noise.n_differences} second differences)"
+    return noise.sigma * math.sqrt(seeds), source
 
 
 def _interval(row: pd.Series) -> tuple[float, float]:
@@ -136,9 +153,41 @@ def _slope_text(row: pd.Series) -> str:
     return estimate(row["slope"], row["slope_ci_low"], row["slope_ci_high"], row["n_seeds"])
 
 
-def _variant_row(variant: str, reference: pd.Series, fresh: pd.Series | None, cells: pd.DataFrame) -> dict:
-    """One row of the comparison table (``COLUMNS``), with the reasons it does not agree."""
-    noise, source = _noise(reference)
+def _reasons(row: dict, reference: pd.Series, fresh: pd.Series) -> list[str]:
+    """Why the variant does not agree (rules 1 to 4 of the module docstring; 2 and 3 only with a tolerance),
+    from its ``row`` of numbers."""
+    tolerance, missing = row["tolerance_pp"], row["cells_missing"]
+    reasons = []
+    if missing:
+        reasons.append(f"{missing} of the reference's {missing + row['cells']} cells missing in the fresh run")
+    if math.isfinite(tolerance) and not abs(row["best_difference_pp"]) <= tolerance:
+        reasons.append(
+            f"best test error {row['best_difference_pp']:+.1f} pp, beyond the tolerance of {tolerance:.1f} pp"
+        )
+    if math.isfinite(tolerance) and not row["median_abs_difference_pp"] <= tolerance:
+        reasons.append(
+            f"median cell difference {row['median_abs_difference_pp']:.1f} pp, beyond the tolerance of "
+            f"{tolerance:.1f} pp"
+        )
+    if row["slope_check"] == "differs":
+        reasons.append(f"slope {_slope_text(fresh)}, the reference's {_slope_text(reference)}")
+    return reasons
+
+
+def _verdict(reasons: list[str], noise: float, source: str) -> tuple[str, str]:
+    """The variant's verdict and its reasons as one text."""
+    if reasons:
+        return "disagrees", "; ".join(reasons)
+    if not math.isfinite(noise):
+        return "inconclusive", f"inconclusive: {source}"
+    return "agrees", ""
+
+
+def _variant_row(
+    variant: str, reference: pd.Series, fresh: pd.Series | None, cells: pd.DataFrame, reference_cells: pd.DataFrame
+) -> dict:
+    """One row of the comparison table (``COLUMNS``), with its verdict and the reasons it does not agree."""
+    noise, source = _noise(reference, reference_cells)
     row = {
         "variant": variant,
         "reference_seeds": int(reference["n_seeds"]),
@@ -152,43 +201,29 @@ def _variant_row(variant: str, reference: pd.Series, fresh: pd.Series | None, ce
         "reference_slope_ci_high": reference["slope_ci_high"],
     }
     if fresh is None:
-        return {**row, "agrees": False, "reasons": "not in the fresh run"}
+        return {**row, "verdict": "disagrees", "reasons": "not in the fresh run"}
     tolerance = 100 * Z * noise * math.sqrt(1 / fresh["n_seeds"] + 1 / reference["n_seeds"])
     shared = cells.dropna(subset=["reference_error", "fresh_error"])
-    missing = int((cells["reference_error"].notna() & cells["fresh_error"].isna()).sum())
     differences = shared["difference_pp"].abs()
-    best_difference = 100 * (fresh["best_test_error"] - reference["best_test_error"])
-    median = float(differences.median()) if len(differences) else math.nan
-    check = slope_check(reference, fresh)
-    reasons = []
-    if missing:
-        reasons.append(f"{missing} of the reference's {missing + len(shared)} cells missing in the fresh run")
-    if not abs(best_difference) <= tolerance:
-        reasons.append(f"best test error {best_difference:+.1f} pp, beyond the tolerance of {tolerance:.1f} pp")
-    if not median <= tolerance:
-        reasons.append(f"median cell difference {median:.1f} pp, beyond the tolerance of {tolerance:.1f} pp")
-    if check == "differs":
-        reasons.append(f"slope {_slope_text(fresh)}, the reference's {_slope_text(reference)}")
-    return {
-        **row,
-        "agrees": not reasons,
-        "reasons": "; ".join(reasons),
+    row |= {
         "fresh_seeds": int(fresh["n_seeds"]),
         "tolerance_pp": tolerance,
         "fresh_best_error": fresh["best_test_error"],
         "fresh_best_lr": fresh["best_lr"],
         "fresh_best_weight_decay": fresh["best_weight_decay"],
-        "best_difference_pp": best_difference,
+        "best_difference_pp": 100 * (fresh["best_test_error"] - reference["best_test_error"]),
         "fresh_slope": fresh["slope"],
         "fresh_slope_ci_low": fresh["slope_ci_low"],
         "fresh_slope_ci_high": fresh["slope_ci_high"],
-        "slope_check": check,
+        "slope_check": slope_check(reference, fresh),
         "cells": len(shared),
-        "cells_missing": missing,
-        "median_abs_difference_pp": median,
+        "cells_missing": int((cells["reference_error"].notna() & cells["fresh_error"].isna()).sum()),
+        "median_abs_difference_pp": float(differences.median()) if len(differences) else math.nan,
         "max_abs_difference_pp": float(differences.max()) if len(differences) else math.nan,
         "cells_beyond_tolerance": int((differences > tolerance).sum()),
     }
+    verdict, reasons = _verdict(_reasons(row, reference, fresh), noise, source)
+    return {**row, "verdict": verdict, "reasons": reasons}
 
 
 def compare_runs(fresh: pd.DataFrame, reference: pd.DataFrame, **options) -> Comparison:
@@ -197,12 +232,14 @@ def compare_runs(fresh: pd.DataFrame, reference: pd.DataFrame, **options) -> Com
     stats = [variant_statistics(runs, **options).set_index("variant", drop=False) for runs in (fresh, reference)]
     fresh_stats, reference_stats = stats
     cells = cell_differences(fresh, reference)
+    reference_cells = cell_statistics(reference)
     rows = [
         _variant_row(
             variant,
             reference_stats.loc[variant],
             fresh_stats.loc[variant] if variant in fresh_stats.index else None,
             cells[cells["variant"].eq(variant)],
+            reference_cells[reference_cells["variant"].eq(variant)],
         )
         for variant in reference_stats.index
     ]

@@ -21,7 +21,7 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from optbench.analysis.compare import FALLBACK_NOISE, Comparison, Z, compare_runs
+from optbench.analysis.compare import Comparison, Z, compare_runs
 from optbench.analysis.estimate_text import NA, estimate
 from optbench.atomic import atomic_write_csv, atomic_write_text
 from optbench.experiment.preset import Experiment
@@ -34,6 +34,8 @@ from optbench.report.text import CI, markdown_table
 DIFFERENCE_CMAP = "RdBu_r"  # red: the fresh run is worse than the reference, blue: better
 PANEL_COLUMNS = 4
 SCALE_TOLERANCES = 3  # the colour scale of the difference heatmaps ends at 3 times the largest tolerance
+MIN_SCALE_PP = 0.1  # and reaches at least this far, where every difference is 0 and no tolerance is known
+TITLE_COLOURS = {"agrees": "black", "inconclusive": "dimgrey", "disagrees": "red"}
 
 
 def _best_text(error: float, lr: float, weight_decay: float) -> str:
@@ -47,43 +49,45 @@ def _number(value: float, spec: str) -> str:
     return format(value, spec) if isinstance(value, (int, float)) and math.isfinite(value) else NA
 
 
+def _verdict_text(comparison: Comparison) -> str:
+    """The verdict as ``compare.md`` opens with it, with each variant that does not agree, and why."""
+    n = len(comparison.table)
+    lines = "\n".join(f"- {line}" for line in comparison.problems())
+    return {
+        "identical": f"**Verdict: the fresh run is identical to the reference**: every cell's mean final test error is "
+        f"equal ({n} variants).",
+        "agrees": f"**Verdict: the fresh run agrees with the reference** ({n} variants).",
+        "disagrees": f"**Verdict: the fresh run does not agree with the reference**, in:\n\n{lines}",
+        "inconclusive": f"**Verdict: inconclusive**: no variant disagrees, but some cannot be judged:\n\n{lines}",
+    }[comparison.verdict]
+
+
 def comparison_markdown(comparison: Comparison, fresh: str, reference: str, labels: dict[str, str]) -> str:
     """The comparison for humans: the verdict and what does not agree, the rule, a row per variant."""
     table = comparison.table
-    if comparison.identical:
-        verdict = (
-            f"**Verdict: the fresh run is identical to the reference**: every cell's mean final test error is "
-            f"equal ({len(table)} variants)."
-        )
-    elif comparison.agrees:
-        verdict = f"**Verdict: the fresh run agrees with the reference** ({len(table)} variants)."
-    else:
-        lines = "\n".join(f"- {line}" for line in comparison.problems())
-        verdict = f"**Verdict: the fresh run does not agree with the reference**, in:\n\n{lines}"
-    notes = [f"Fresh run: `{fresh}`. Reference: `{reference}`.", verdict]
+    notes = [f"Fresh run: `{fresh}`. Reference: `{reference}`.", _verdict_text(comparison)]
     if comparison.only_fresh:
         notes.append(f"Not in the reference, not compared: {', '.join(comparison.only_fresh)}.")
-    unknown = table["noise_source"].str.startswith("unknown").sum()
-    if unknown:
+    one_seed = int(table["reference_seeds"].eq(1).sum())
+    if one_seed:
         notes.append(
-            f"Seed noise: unknown for {unknown} variant(s), whose reference has one seed; their tolerance uses "
-            f"a noise of {100 * FALLBACK_NOISE:.1f} pp (optbench.analysis.compare.FALLBACK_NOISE, the largest noise "
-            "floor "
-            "of the 3-seed reproduce reference), and their slopes are reported, not checked."
+            f"Seed noise: the reference has one seed for {one_seed} variant(s). Their noise is the cell-to-cell "
+            "noise of the reference's heatmap (optbench.analysis.cell_noise: the spread of the second differences "
+            "between neighbouring cells, which runs above the seed noise), or, where its grid is too small "
+            "for that, they are inconclusive; their slopes are reported, not checked."
         )
     notes.append(
         f"Rule (optbench.analysis.compare): tolerance = {Z:g} x noise x sqrt(1/seeds_fresh + 1/seeds_reference), "
-        "the noise "
-        "being the reference's noise floor (median over cells of the seed standard deviation). A variant agrees "
-        "when the fresh run has every cell of the reference, its best cell's error and the median absolute "
-        "cell difference are within the tolerance, and its slope's CI overlaps the reference's (where the "
-        "reference has one). Differences are fresh minus reference: positive is worse. "
-        "Per-cell differences: `difference.png`."
+        "the noise being the reference's noise floor (median over cells of the seed standard deviation), or with "
+        "one seed its cell-to-cell noise. A variant agrees when the fresh run has every cell of the reference, its "
+        "best cell's error and the median absolute cell difference are within the tolerance, and its slope's CI "
+        "overlaps the reference's (where the reference has one). Differences are fresh minus reference: "
+        "positive is worse. Per-cell differences: `difference.png`."
     )
     rows = [
         {
             "variant": labels.get(r.variant, r.variant),
-            "agrees": "yes" if r.agrees else "**no**",
+            "verdict": f"**{r.verdict}**" if r.verdict == "disagrees" else r.verdict,
             "best, reference": _best_text(r.reference_best_error, r.reference_best_lr, r.reference_best_weight_decay),
             "best, fresh": _best_text(r.fresh_best_error, r.fresh_best_lr, r.fresh_best_weight_decay),
             "difference (pp)": _number(r.best_difference_pp, "+.1f"),
@@ -95,12 +99,12 @@ def comparison_markdown(comparison: Comparison, fresh: str, reference: str, labe
             ),
             f"slope, fresh {CI}": estimate(r.fresh_slope, r.fresh_slope_ci_low, r.fresh_slope_ci_high, r.fresh_seeds),
             "slope": r.slope_check if isinstance(r.slope_check, str) else NA,
-            "noise (pp)": f"{100 * r.noise:.1f}" + ("" if r.reference_seeds >= 2 else " (fallback)"),
+            "noise (pp)": _number(100 * r.noise, ".1f") + ("" if r.reference_seeds >= 2 else " (cell-to-cell)"),
         }
         for r in table.itertuples(index=False)
     ]
     frame = pd.DataFrame(rows)
-    left = ("variant", "agrees", "best, reference", "best, fresh", "slope")
+    left = ("variant", "verdict", "best, reference", "best, fresh", "slope")
     text = markdown_table(frame, {column: None if column in left else str for column in frame})
     return "# The fresh run against the reference\n\n" + "\n\n".join(notes) + "\n\n" + text
 
@@ -123,16 +127,17 @@ def difference_figure(comparison: Comparison, out_paths, labels: dict[str, str])
         return fig
     # symmetric, from the largest tolerance (cells within theirs stay pale) to SCALE_TOLERANCES times it
     largest = float(np.nanmax(cells["difference_pp"].abs().to_numpy(), initial=0.0))
-    tolerance = table["tolerance_pp"].max()
-    limit = min(max(largest, tolerance), SCALE_TOLERANCES * tolerance)
+    tolerance = table["tolerance_pp"].max()  # NaN where every variant is inconclusive
+    limit = min(max(largest, tolerance), SCALE_TOLERANCES * tolerance) if math.isfinite(tolerance) else largest
+    limit = max(limit, MIN_SCALE_PP)
     norm, cmap = Normalize(-limit, limit), colormaps[DIFFERENCE_CMAP].with_extremes(bad="0.85")
     for ax, row in zip(axes.flat, table.itertuples(index=False)):
         _draw_difference(ax, cells[cells["variant"].eq(row.variant)], row.tolerance_pp, norm, cmap)
         ax.set_title(
             f"{labels.get(row.variant, row.variant)}\nbest {row.best_difference_pp:+.1f} pp, median |diff| "
-            f"{row.median_abs_difference_pp:.1f} pp, tolerance {row.tolerance_pp:.1f} pp",
+            f"{row.median_abs_difference_pp:.1f} pp, tolerance {_number(row.tolerance_pp, '.1f')} pp",
             fontsize=7,
-            color="black" if row.agrees else "red",
+            color=TITLE_COLOURS[row.verdict],
         )
     extend = "both" if largest > limit else "neither"
     label = "fresh - reference test error (pp)"
@@ -164,12 +169,18 @@ def _draw_difference(ax, cells: pd.DataFrame, tolerance: float, norm: Normalize,
 def verdict_line(comparison: Comparison, out_dir: str | os.PathLike) -> str:
     """The one line the command prints: the verdict and where the details are."""
     n, where = len(comparison.table), Path(out_dir) / "compare.md"
-    if comparison.identical:
+    verdict, table = comparison.verdict, comparison.table
+    if verdict == "identical":
         return f"compare: the fresh run is identical to the reference ({n} variants, every cell equal); see {where}"
-    if comparison.agrees:
+    if verdict == "agrees":
         return f"compare: the fresh run agrees with the reference ({n} variants); see {where}"
-    disagree = len(comparison.problems())
-    return f"compare: the fresh run does not agree with the reference in {disagree} of {n} variants; see {where}"
+    if verdict == "disagrees":
+        disagree = int(table["verdict"].eq("disagrees").sum())
+        return f"compare: the fresh run does not agree with the reference in {disagree} of {n} variants; see {where}"
+    inconclusive = table[table["verdict"].eq("inconclusive")]
+    why = inconclusive["reasons"].iloc[0].removeprefix("inconclusive: ")
+    others = f" (and {len(inconclusive) - 1} more variants)" if len(inconclusive) > 1 else ""
+    return f"compare: inconclusive: {inconclusive['variant'].iloc[0]}: {why}{others}; see {where}"
 
 
 def read_checked(path: str | os.PathLike, role: str) -> pd.DataFrame:
