@@ -16,9 +16,10 @@ from optbench.__main__ import main
 from optbench.analysis.cell_noise import cell_to_cell_noise
 from optbench.analysis.cells import cell_statistics
 from optbench.analysis.compare import Z, compare_runs
+from optbench.analysis.improvement import improvement
 from optbench.atomic import atomic_write_csv
 from optbench.records.table import runs_table
-from optbench.report.compare import difference_figure, verdict_line
+from optbench.report.compare import comparison_markdown, difference_figure, verdict_line
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED_SD = 0.002 / math.sqrt(2)  # grid_records: seed s adds 0.002 s, so two seeds differ by 0.002 in every cell
@@ -55,10 +56,28 @@ def test_a_shifted_variant_is_listed_with_its_difference(reference):
     comparison = compare_runs(runs(shift=0.05), reference)
     assert not comparison.agrees
     (problem,) = comparison.problems()
-    assert problem.startswith("adamw_cosine: best test error +5.0 pp, beyond the tolerance of 0.3 pp")
+    assert problem.startswith(
+        "adamw_cosine: best test error 5.0 pp higher than the reference's, beyond the tolerance of 0.3 pp"
+    )
     assert "median cell difference 5.0 pp" in problem
     row = comparison.table.set_index("variant").loc["adamw_cosine"]
     assert row["cells_beyond_tolerance"] == row["cells"] == len(LRS) * 6
+
+
+def test_differences_are_signed_as_improvements_md_signs_them(reference, tmp_path):
+    """Reference as the baseline, the fresh run as the candidate: positive where the fresh run is better."""
+    better = runs(shift=-0.05)
+    comparison = compare_runs(better, reference)
+    both = pd.concat([reference.assign(variant="ref"), better.assign(variant="fresh", run_id=better["run_id"] + "f")])
+    claim = improvement(both[both["run_id"].str.contains("adamw")], "ref", "fresh")
+    row = comparison.table.set_index("variant").loc["adamw_cosine"]
+    assert row["best_difference_pp"] == pytest.approx(claim.difference_pp) == pytest.approx(5.0)
+    assert (comparison.cells.query("variant == 'adamw_cosine'")["difference_pp"] > 0).all()
+    assert "best test error 5.0 pp lower than the reference's" in comparison.problems()[0]
+    assert "| difference (pp), reference - fresh: + = fresh better |" in comparison_markdown(comparison, "f", "r", {})
+    fig = difference_figure(comparison, [tmp_path / "d.png"], labels={})
+    (colourbar,) = [ax for ax in fig.axes if not ax.images and ax.get_ylabel()]
+    assert colourbar.get_ylabel() == "reference - fresh test error (pp): + = the fresh run is better"
 
 
 def test_a_shift_within_the_noise_agrees(reference):
@@ -162,7 +181,9 @@ def test_one_seed_in_the_reference_judges_with_its_cell_to_cell_noise():
     assert row["slope_check"].startswith("not checked: one seed")
     assert within.verdict == "agrees"
     assert worse.verdict == "disagrees"  # 5 pp, within the 6.8 pp the former fixed noise of 2.4 pp allowed
-    assert worse.problems()[0].startswith("adamw_cosine: best test error +5.0 pp, beyond the tolerance of 1.")
+    assert worse.problems()[0].startswith(
+        "adamw_cosine: best test error 5.0 pp higher than the reference's, beyond the tolerance of 1."
+    )
 
 
 def test_a_grid_too_small_for_its_noise_is_inconclusive_and_says_why(tmp_path, capsys):
@@ -211,6 +232,6 @@ def test_the_command_writes_every_output_and_prints_the_verdict(reference, tmp_p
     assert table["verdict"].tolist() == ["agrees", "disagrees"]
     text = (out / "compare.md").read_text()
     assert "**Verdict: the fresh run does not agree with the reference**, in:" in text
-    assert "- adamw_cosine: best test error +5.0 pp" in text
+    assert "- adamw_cosine: best test error 5.0 pp higher than the reference's" in text
     assert "| AdamW, cosine | **disagrees** |" in text  # the config's labels
     assert (out / "difference.pdf").read_bytes()[:5] == b"%PDF-"

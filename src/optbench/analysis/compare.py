@@ -2,9 +2,13 @@
 
 Per variant of the reference it compares, from :func:`optbench.analysis.heatmap.variant_statistics` of each:
 
-* the best cell: where it lies, and its seed-mean test error (fresh minus reference, percentage points);
+* the best cell: where it lies, and its seed-mean test error;
 * the claim statistic: the slope of log2 best weight decay on log2 lr, with its seed-bootstrap CI;
 * every cell of the heatmap: the difference of the seed means (:func:`cell_differences`).
+
+Differences are signed as ``improvements.md`` signs them (:func:`optbench.analysis.improvement.difference_pp`),
+the reference as the baseline and the fresh run as the candidate: reference minus fresh, in percentage points,
+positive where the fresh run's error is the lower.
 
 Verdict rule. The noise sigma of a variant is, with two seeds or more in the reference, its noise floor
 (:func:`optbench.analysis.heatmap.noise_floor`: the median over its cells of the standard deviation over
@@ -40,6 +44,7 @@ from optbench.analysis.cell_noise import cell_to_cell_noise
 from optbench.analysis.cells import CELL_COLUMNS, cell_statistics
 from optbench.analysis.estimate_text import NA, estimate
 from optbench.analysis.heatmap import variant_statistics
+from optbench.analysis.improvement import difference_pp
 
 Z = 2.0
 
@@ -108,10 +113,11 @@ class Comparison:
 
 def cell_differences(fresh: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
     """One row per (variant, lr, weight_decay) cell of either run: the seed means ``reference_error`` and
-    ``fresh_error`` (NaN where the run lacks the cell) and ``difference_pp``, fresh minus reference."""
+    ``fresh_error`` (NaN where the run lacks the cell) and ``difference_pp``, reference minus fresh (positive:
+    the fresh run is better)."""
     means = [cell_statistics(runs).set_index(CELL_COLUMNS)["mean_test_error"] for runs in (reference, fresh)]
     cells = pd.concat(means, axis=1, keys=["reference_error", "fresh_error"]).reset_index()
-    return cells.assign(difference_pp=100 * (cells["fresh_error"] - cells["reference_error"]))
+    return cells.assign(difference_pp=difference_pp(cells["reference_error"], cells["fresh_error"]))
 
 
 def _noise(reference: pd.Series, cells: pd.DataFrame) -> tuple[float, str]:
@@ -161,8 +167,10 @@ def _reasons(row: dict, reference: pd.Series, fresh: pd.Series) -> list[str]:
     if missing:
         reasons.append(f"{missing} of the reference's {missing + row['cells']} cells missing in the fresh run")
     if math.isfinite(tolerance) and not abs(row["best_difference_pp"]) <= tolerance:
+        better = "lower" if row["best_difference_pp"] > 0 else "higher"
         reasons.append(
-            f"best test error {row['best_difference_pp']:+.1f} pp, beyond the tolerance of {tolerance:.1f} pp"
+            f"best test error {abs(row['best_difference_pp']):.1f} pp {better} than the reference's, beyond the "
+            f"tolerance of {tolerance:.1f} pp"
         )
     if math.isfinite(tolerance) and not row["median_abs_difference_pp"] <= tolerance:
         reasons.append(
@@ -211,7 +219,7 @@ def _variant_row(
         "fresh_best_error": fresh["best_test_error"],
         "fresh_best_lr": fresh["best_lr"],
         "fresh_best_weight_decay": fresh["best_weight_decay"],
-        "best_difference_pp": 100 * (fresh["best_test_error"] - reference["best_test_error"]),
+        "best_difference_pp": difference_pp(reference["best_test_error"], fresh["best_test_error"]),
         "fresh_slope": fresh["slope"],
         "fresh_slope_ci_low": fresh["slope_ci_low"],
         "fresh_slope_ci_high": fresh["slope_ci_high"],

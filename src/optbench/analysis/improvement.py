@@ -17,6 +17,13 @@ from optbench.analysis.bootstrap import BOOT_SEED, CONFIDENCE, N_BOOT, check_ci_
 from optbench.analysis.cells import best_cell_index, check_runs, variant_grid, variant_runs
 
 
+def difference_pp(baseline_error, candidate_error):
+    """Two test errors' difference as every table here signs it (``improvements.md``, ``compare.md``):
+    ``100 * (baseline - candidate)`` in percentage points, positive when the candidate's error is the lower.
+    Floats or arrays."""
+    return 100 * (baseline_error - candidate_error)
+
+
 @dataclass(frozen=True)
 class Improvement:
     """``candidate`` against ``baseline`` at each one's best cell; see :func:`improvement`."""
@@ -32,7 +39,7 @@ class Improvement:
     relative: float  # 1 - candidate_error / baseline_error
     relative_ci_low: float
     relative_ci_high: float
-    difference_pp: float  # 100 * (baseline_error - candidate_error), percentage points
+    difference_pp: float  # difference_pp(baseline_error, candidate_error): positive = the candidate is better
     difference_pp_ci_low: float
     difference_pp_ci_high: float
     n_seeds: int  # distinct seeds of the two variants together
@@ -76,7 +83,7 @@ def improvement(
         index_a, err_a = best_cell_index(grid_a.means(weights))
         index_b, err_b = best_cell_index(grid_b.means(weights))
         with np.errstate(invalid="ignore", divide="ignore"):
-            return 1 - err_b / err_a, 100 * (err_a - err_b), (index_a, err_a), (index_b, err_b)
+            return 1 - err_b / err_a, difference_pp(err_a, err_b), (index_a, err_a), (index_b, err_b)
 
     relative, difference, (index_a, err_a), (index_b, err_b) = stats(np.ones((1, len(seeds))))
     best_a, best_b = (float(err_a[0]), *grid_a.cell(index_a[0])), (float(err_b[0]), *grid_b.cell(index_b[0]))

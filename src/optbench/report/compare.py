@@ -31,7 +31,8 @@ from optbench.report import text as fmt
 from optbench.report.figures import PANEL_INCHES, log2_label, save_figure, text_colour
 from optbench.report.text import CI, markdown_table
 
-DIFFERENCE_CMAP = "RdBu_r"  # red: the fresh run is worse than the reference, blue: better
+DIFFERENCE_CMAP = "RdBu"  # differences are reference - fresh: red (negative) the fresh run is worse, blue better
+DIFFERENCE_HEADER = "difference (pp), reference - fresh: + = fresh better"  # improvements.md's sign
 PANEL_COLUMNS = 4
 SCALE_TOLERANCES = 3  # the colour scale of the difference heatmaps ends at 3 times the largest tolerance
 MIN_SCALE_PP = 0.1  # and reaches at least this far, where every difference is 0 and no tolerance is known
@@ -81,8 +82,9 @@ def comparison_markdown(comparison: Comparison, fresh: str, reference: str, labe
         "the noise being the reference's noise floor (median over cells of the seed standard deviation), or with "
         "one seed its cell-to-cell noise. A variant agrees when the fresh run has every cell of the reference, its "
         "best cell's error and the median absolute cell difference are within the tolerance, and its slope's CI "
-        "overlaps the reference's (where the reference has one). Differences are fresh minus reference: "
-        "positive is worse. Per-cell differences: `difference.png`."
+        "overlaps the reference's (where the reference has one). Differences are reference minus fresh, as "
+        "`improvements.md`'s are baseline minus candidate: positive where the fresh run's error is the lower. "
+        "Per-cell differences: `difference.png`."
     )
     rows = [
         {
@@ -90,7 +92,7 @@ def comparison_markdown(comparison: Comparison, fresh: str, reference: str, labe
             "verdict": f"**{r.verdict}**" if r.verdict == "disagrees" else r.verdict,
             "best, reference": _best_text(r.reference_best_error, r.reference_best_lr, r.reference_best_weight_decay),
             "best, fresh": _best_text(r.fresh_best_error, r.fresh_best_lr, r.fresh_best_weight_decay),
-            "difference (pp)": _number(r.best_difference_pp, "+.1f"),
+            DIFFERENCE_HEADER: _number(r.best_difference_pp, "+.1f"),
             "tolerance (pp)": _number(r.tolerance_pp, ".1f"),
             "median cell difference (pp)": _number(r.median_abs_difference_pp, ".1f"),
             "cells beyond tolerance": f"{_number(r.cells_beyond_tolerance, '.0f')} of {_number(r.cells, '.0f')}",
@@ -110,7 +112,7 @@ def comparison_markdown(comparison: Comparison, fresh: str, reference: str, labe
 
 
 def difference_figure(comparison: Comparison, out_paths, labels: dict[str, str]) -> Figure:
-    """Per variant of both runs, a heatmap of the per-cell difference (fresh minus reference, pp) on one
+    """Per variant of both runs, a heatmap of the per-cell difference (reference minus fresh, pp) on one
     symmetric colour scale; cells beyond the variant's tolerance are outlined, cells only one run has
     are grey. Writes every path of ``out_paths``."""
     table = comparison.table[comparison.table["fresh_seeds"].notna()]
@@ -140,7 +142,7 @@ def difference_figure(comparison: Comparison, out_paths, labels: dict[str, str])
             color=TITLE_COLOURS[row.verdict],
         )
     extend = "both" if largest > limit else "neither"
-    label = "fresh - reference test error (pp)"
+    label = "reference - fresh test error (pp): + = the fresh run is better"
     fig.colorbar(ScalarMappable(norm, cmap), ax=axes.ravel().tolist(), label=label, shrink=0.9, extend=extend)
     fig.suptitle("The fresh run against the reference: per-cell difference of seed-mean test error")
     save_figure(fig, out_paths)
