@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 from fake_records import LRS, WDS, diagonal_error, grid_records, separable_error
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.patches import Rectangle
 
 from optbench.__main__ import main
@@ -77,7 +78,7 @@ def test_differences_are_signed_as_improvements_md_signs_them(reference, tmp_pat
     assert "| difference (pp), reference - fresh: + = fresh better |" in comparison_markdown(comparison, "f", "r", {})
     fig = difference_figure(comparison, [tmp_path / "d.png"], labels={})
     (colourbar,) = [ax for ax in fig.axes if not ax.images and ax.get_ylabel()]
-    assert colourbar.get_ylabel() == "reference - fresh test error (pp): + = the fresh run is better"
+    assert colourbar.get_ylabel() == "reference - fresh error (pp)\n+ = the fresh run is better"
 
 
 def test_a_shift_within_the_noise_agrees(reference):
@@ -220,6 +221,27 @@ def test_the_difference_figure_outlines_cells_beyond_the_tolerance(reference, tm
     outlined = {name: sum(isinstance(p, Rectangle) for p in ax.patches) for name, ax in panels.items()}
     assert outlined == {"adam_l2_cosine": 0, "adamw_cosine": len(LRS) * 6}
     assert (tmp_path / "d.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_no_label_of_the_difference_figure_overlaps_another_or_leaves_the_figure(tmp_path):
+    """Quick's Adafactor grid, 11 relative steps (wide tick labels) by 12 weight decays, four panels in a row,
+    numbers as wide as -10.x: no two of a panel's cell numbers overlap, nor two titles, and the colour bar's
+    label lies inside the figure."""
+    steps, decays = [0.00125 * 2**k for k in range(11)], [2.0**k for k in range(-16, -4)]
+    names = ["adafactor", "adam_l2_cosine", "adamw_cosine", "adamw_norm_restarts"]
+    grids = [sum((grid_records(n, f, (0,), steps, decays) for n in names), []) for f in (noisy_error, separable_error)]
+    comparison = compare_runs(*(runs_table(records) for records in grids))
+    fig = difference_figure(comparison, [tmp_path / "d.png"], labels={n: f"{n}, a long label" for n in names})
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)
+    panels = [ax for ax in fig.axes if ax.images]
+    assert max(len(t.get_text()) for t in panels[0].texts) == len("-10.0")
+    for labels in [*([t for t in ax.texts] for ax in panels), [ax.title for ax in panels]]:
+        boxes = [label.get_window_extent(renderer) for label in labels]
+        assert not [(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1 :] if a.overlaps(b)]
+    (colourbar,) = [ax for ax in fig.axes if not ax.images and ax.get_ylabel()]
+    label = colourbar.yaxis.label.get_window_extent(renderer)
+    assert fig.bbox.contains(label.x0, label.y0) and fig.bbox.contains(label.x1, label.y1)
 
 
 def test_the_command_writes_every_output_and_prints_the_verdict(reference, tmp_path, capsys):

@@ -37,6 +37,11 @@ PANEL_COLUMNS = 4
 SCALE_TOLERANCES = 3  # the colour scale of the difference heatmaps ends at 3 times the largest tolerance
 MIN_SCALE_PP = 0.1  # and reaches at least this far, where every difference is 0 and no tolerance is known
 TITLE_COLOURS = {"agrees": "black", "inconclusive": "dimgrey", "disagrees": "red"}
+# two short lines: one long line outgrew a one-row figure's height and was cut
+COLOURBAR_LABEL = "reference - fresh error (pp)\n+ = the fresh run is better"
+# a cell's number ("+10.5" at 5 pt, about 0.2 in) with room on either side, so that neighbours do not touch;
+# around the cells, the tick labels, axis labels and the two-line title
+CELL_INCHES, PANEL_MARGIN_INCHES = (0.3, 0.22), (1.0, 1.6)
 
 
 def _best_text(error: float, lr: float, weight_decay: float) -> str:
@@ -119,7 +124,8 @@ def difference_figure(comparison: Comparison, out_paths, labels: dict[str, str])
     cells = comparison.cells
     ncols = max(1, min(PANEL_COLUMNS, len(table)))
     nrows = max(1, math.ceil(len(table) / ncols))
-    fig = Figure(figsize=(PANEL_INCHES[0] * ncols + 0.8, PANEL_INCHES[1] * nrows), layout="constrained")
+    width, height = _panel_inches(cells)
+    fig = Figure(figsize=(width * ncols + 1.0, height * nrows), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False)
     for ax in axes.flat[len(table) :]:
         ax.set_axis_off()
@@ -136,17 +142,27 @@ def difference_figure(comparison: Comparison, out_paths, labels: dict[str, str])
     for ax, row in zip(axes.flat, table.itertuples(index=False)):
         _draw_difference(ax, cells[cells["variant"].eq(row.variant)], row.tolerance_pp, norm, cmap)
         ax.set_title(
-            f"{labels.get(row.variant, row.variant)}\nbest {row.best_difference_pp:+.1f} pp, median |diff| "
-            f"{row.median_abs_difference_pp:.1f} pp, tolerance {_number(row.tolerance_pp, '.1f')} pp",
+            f"{labels.get(row.variant, row.variant)}\nbest {row.best_difference_pp:+.1f}, median |diff| "
+            f"{row.median_abs_difference_pp:.1f}, tolerance {_number(row.tolerance_pp, '.1f')} (pp)",
             fontsize=7,
             color=TITLE_COLOURS[row.verdict],
         )
     extend = "both" if largest > limit else "neither"
-    label = "reference - fresh test error (pp): + = the fresh run is better"
+    label = COLOURBAR_LABEL
     fig.colorbar(ScalarMappable(norm, cmap), ax=axes.ravel().tolist(), label=label, shrink=0.9, extend=extend)
     fig.suptitle("The fresh run against the reference: per-cell difference of seed-mean test error")
     save_figure(fig, out_paths)
     return fig
+
+
+def _panel_inches(cells: pd.DataFrame) -> tuple[float, float]:
+    """A panel's width and height: room for each cell's number of the largest grid (``CELL_INCHES``) beside
+    the axes' labels, at least :data:`~optbench.report.figures.PANEL_INCHES`."""
+    shape = cells.groupby("variant")[["lr", "weight_decay"]].nunique().max()
+    return (
+        max(PANEL_INCHES[0], CELL_INCHES[0] * shape["weight_decay"] + PANEL_MARGIN_INCHES[0]),
+        max(PANEL_INCHES[1], CELL_INCHES[1] * shape["lr"] + PANEL_MARGIN_INCHES[1]),
+    )
 
 
 def _draw_difference(ax, cells: pd.DataFrame, tolerance: float, norm: Normalize, cmap) -> None:
