@@ -111,7 +111,10 @@ def test_compare_with_the_committed_smoke_reference(smoke_run):
 
 @pytest.fixture(scope="module")
 def smoke_report(smoke_run):
+    """The report of the smoke run after `snakemake compare`, whose verdict and figure it then shows."""
     workdir, _ = smoke_run
+    compared = snakemake(workdir, "compare", "--cores", "1", "--config", "preset=smoke")
+    assert compared.returncode == 0, compared.stderr[-3000:]
     result = snakemake(workdir, "--config", "preset=smoke", "--report", "report.html")
     assert result.returncode == 0, result.stderr[-3000:]
     return workdir / "report.html", result.stdout + result.stderr
@@ -123,9 +126,13 @@ def test_report_holds_each_figure_png_and_the_tables(smoke_report):
     assert report.stat().st_size > 10_000
     added = sorted(line.split()[1] for line in log.splitlines() if line.startswith("Adding "))
     figures = ["adafactor", "adam_vs_adamw", "adamw_normalized", "learning_curves", "sgd_vs_adam"]
-    assert added == sorted([*(f"{name}.png" for name in figures), "tables.html"])  # no PDF, CSV or Markdown
+    expected = [*(f"{name}.png" for name in figures), "difference.png", "tables.html"]
+    assert added == sorted(expected)  # no PDF, CSV or Markdown
     text = report.read_text()
     assert "Adam with L2 regularization (top) versus AdamW (bottom)" in text  # the caption, from the config
+    # the compare's verdict, from compare.md, in difference.png's caption: identical or inconclusive (2 x 2 grid)
+    assert re.search(r"Verdict: (the fresh run is identical to the reference|inconclusive)", text)
+    assert "Fresh run:" not in text  # the caption stops at the verdict
 
 
 class RenderedTables(HTMLParser):

@@ -145,4 +145,14 @@ def table_files():
 
 
 def all_outputs():
-    return [RUNS_CSV, *table_files(), FIGURES, layout.tables_page(RESULTS)]
+    """What `snakemake` makes, and `snakemake --report` shows: the tables, figures and report page, and the
+    comparison with the reference once `snakemake compare` has written one (then kept current). A fresh clone,
+    which has none, plans no comparison."""
+    compare = layout.compare_files(RESULTS)
+    return [
+        RUNS_CSV,
+        *table_files(),
+        FIGURES,
+        layout.tables_page(RESULTS),
+        *(compare if os.path.exists(compare[0]) else []),
+    ]

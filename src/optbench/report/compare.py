@@ -71,7 +71,8 @@ def _verdict_text(comparison: Comparison) -> str:
 def comparison_markdown(comparison: Comparison, fresh: str, reference: str, labels: dict[str, str]) -> str:
     """The comparison for humans: the verdict and what does not agree, the rule, a row per variant."""
     table = comparison.table
-    notes = [f"Fresh run: `{fresh}`. Reference: `{reference}`.", _verdict_text(comparison)]
+    # the verdict first: the report shows compare.md from its title to "Fresh run:" (workflow/report/compare.rst)
+    notes = [_verdict_text(comparison), f"Fresh run: `{fresh}`. Reference: `{reference}`."]
     if comparison.only_fresh:
         notes.append(f"Not in the reference, not compared: {', '.join(comparison.only_fresh)}.")
     one_seed = int(table["reference_seeds"].eq(1).sum())
