@@ -41,7 +41,7 @@ def reference():
 
 def test_a_run_agrees_with_itself(reference):
     comparison = compare_runs(reference, reference)
-    assert comparison.agrees and comparison.identical and comparison.problems() == []
+    assert comparison.verdict == "identical" and comparison.problems() == []
     assert verdict_line(comparison, "out").startswith(
         "compare: the fresh run is identical to the reference (2 variants"
     )
@@ -55,7 +55,7 @@ def test_a_run_agrees_with_itself(reference):
 
 def test_a_shifted_variant_is_listed_with_its_difference(reference):
     comparison = compare_runs(runs(shift=0.05), reference)
-    assert not comparison.agrees
+    assert comparison.verdict == "disagrees"
     (problem,) = comparison.problems()
     assert problem.startswith(
         "adamw_cosine: best test error 5.0 pp higher than the reference's, beyond the tolerance of 0.3 pp"
@@ -83,7 +83,7 @@ def test_differences_are_signed_as_improvements_md_signs_them(reference, tmp_pat
 
 def test_a_shift_within_the_noise_agrees(reference):
     comparison = compare_runs(runs(shift=0.5 * Z * SEED_SD), reference)
-    assert comparison.agrees and not comparison.identical
+    assert comparison.verdict == "agrees" and not comparison.identical
     assert verdict_line(comparison, "out").startswith("compare: the fresh run agrees with the reference (2 variants)")
 
 

@@ -98,10 +98,6 @@ class Comparison:
         return next((v for v in ("disagrees", "inconclusive") if v in set(self.table["verdict"])), "agrees")
 
     @property
-    def agrees(self) -> bool:
-        return self.verdict in ("identical", "agrees")
-
-    @property
     def identical(self) -> bool:
         """Whether the two runs hold the same cells with the same mean final test error in each."""
         return bool(len(self.cells)) and bool(self.cells["difference_pp"].eq(0).all()) and not self.only_fresh
