@@ -87,10 +87,12 @@ def test_a_shift_within_the_noise_agrees(reference):
     assert verdict_line(comparison, "out").startswith("compare: the fresh run agrees with the reference (2 variants)")
 
 
-def compare_command(tmp_path, fresh: pd.DataFrame, reference: pd.DataFrame) -> int:
+def compare_command(tmp_path, fresh: pd.DataFrame, reference: pd.DataFrame, variants=None) -> int:
     """``optbench compare`` of the two tables, written to tmp_path as fresh.csv and reference.csv, into
-    tmp_path/compare: its exit status."""
+    tmp_path/compare, with the smoke preset running ``variants`` (default: its own): its exit status."""
     config = yaml.safe_load((ROOT / "config.yaml").read_text()) | {"preset": "smoke"}
+    if variants is not None:  # as --config variants=a,b leaves it (optbench.experiment.subset)
+        config["presets"]["smoke"]["variants"] = variants
     atomic_write_csv(tmp_path / "reference.csv", reference)
     atomic_write_csv(tmp_path / "fresh.csv", fresh)
     argv = ["compare", "--fresh", str(tmp_path / "fresh.csv"), "--reference", str(tmp_path / "reference.csv")]
@@ -104,6 +106,17 @@ def test_a_reference_of_another_preset_is_named(reference, tmp_path, capsys):
         f"{tmp_path / 'fresh.csv'} holds runs of preset quick: compare two runs of one preset"
     ]
     assert not (tmp_path / "compare").exists()
+
+
+def test_a_run_of_some_variants_is_compared_on_those_alone(reference, tmp_path, capsys):
+    """A run of some variants only (``--config variants=adamw_cosine``): the reference's others are named, not
+    counted against it."""
+    fresh = reference[reference["variant"].eq("adamw_cosine")]
+    assert compare_command(tmp_path, fresh, reference, variants=["adamw_cosine"]) == 0
+    assert capsys.readouterr().out.startswith("compare: the fresh run is identical to the reference")
+    assert pd.read_csv(tmp_path / "compare" / "compare.csv")["variant"].tolist() == ["adamw_cosine"]
+    text = (tmp_path / "compare" / "compare.md").read_text()
+    assert "Not run by this run's preset (--config variants=...), not compared: adam_l2_cosine." in text
 
 
 BAD_ROWS = {  # a cell of the table's first row -> what the one line says of it

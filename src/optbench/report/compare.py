@@ -68,13 +68,18 @@ def _verdict_text(comparison: Comparison) -> str:
     }[comparison.verdict]
 
 
-def comparison_markdown(comparison: Comparison, fresh: str, reference: str, labels: dict[str, str]) -> str:
-    """The comparison for humans: the verdict and what does not agree, the rule, a row per variant."""
+def comparison_markdown(
+    comparison: Comparison, fresh: str, reference: str, labels: dict[str, str], not_run: list[str] = ()
+) -> str:
+    """The comparison for humans: the verdict and what does not agree, the rule, a row per variant; ``not_run``,
+    the reference's variants this run's preset does not run (``--config variants=a,b``), left out."""
     table = comparison.table
     # the verdict first: the report shows compare.md from its title to "Fresh run:" (workflow/report/compare.rst)
     notes = [_verdict_text(comparison), f"Fresh run: `{fresh}`. Reference: `{reference}`."]
     if comparison.only_fresh:
         notes.append(f"Not in the reference, not compared: {', '.join(comparison.only_fresh)}.")
+    if not_run:
+        notes.append(f"Not run by this run's preset (--config variants=...), not compared: {', '.join(not_run)}.")
     one_seed = int(table["reference_seeds"].eq(1).sum())
     if one_seed:
         notes.append(
@@ -229,10 +234,13 @@ def write_comparison(
             f"{reference_csv}: runs of preset {', '.join(presets[1])}, but {fresh_csv} holds runs of preset "
             f"{', '.join(presets[0])}: compare two runs of one preset"
         )
-    comparison = compare_runs(fresh, reference)
+    # a run of some variants only (--config variants=a,b): the reference's others are not judged, but named
+    not_run = sorted(set(reference["variant"]) - set(experiment.variants))
+    comparison = compare_runs(fresh, reference[~reference["variant"].isin(not_run)])
     labels = {name: row["label"] for name, row in experiment.variants.items()}
     out = Path(out_dir)
     atomic_write_csv(out / "compare.csv", comparison.table)
-    atomic_write_text(out / "compare.md", comparison_markdown(comparison, str(fresh_csv), str(reference_csv), labels))
+    markdown = comparison_markdown(comparison, str(fresh_csv), str(reference_csv), labels, not_run)
+    atomic_write_text(out / "compare.md", markdown)
     difference_figure(comparison, [out / "difference.png", out / "difference.pdf"], labels)
     return comparison
