@@ -166,6 +166,11 @@ def test_csv_keeps_exact_bytes_and_markdown_is_human(tmp_path):
         check_dtype=False,
     )
     lines = md.read_text().splitlines()
+    # each model's columns headed <model>: <quantity>, for the report to show the model once over them
+    assert lines[0] == (
+        "| variant | label | MNIST-1D CNN: bytes | MNIST-1D CNN: ratio to Adam | MNIST-1D CNN: measured bytes "
+        "| MNIST-1D CNN: measured == predicted |"
+    )
     assert len(lines) == 2 + len(table) and lines[1] == "| --- | --- | ---: | ---: | ---: | --- |"
     assert lines[3] == "| adamw | AdamW | 40.70 KiB | 1.00 | 40.70 KiB | True |"
     assert lines[6] == "| adafactor_momentum | adafactor_momentum | 27.27 KiB | 0.67 |  |  |"

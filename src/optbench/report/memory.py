@@ -34,6 +34,8 @@ PARAMETERS = "parameters"
 PARAMETERS_LABEL = "parameters (Adam's state: 2x)"
 MEASURED = "memory.optimizer_state_bytes"
 RUN_COLUMNS = ("variant", "model", MEASURED)
+#: What the table gives per model, each a column ``<model> <quantity>`` (the longer of two that end alike first).
+QUANTITIES = ("measured == predicted", "measured bytes", "ratio to Adam", "bytes")
 
 #: The papers' models, in every table: AdamW's (CIFAR-10) and Adafactor's (translation).
 PAPER_MODELS = ("shake_shake_26_2x64d", "transformer_base")
@@ -164,8 +166,16 @@ def _formatter(column: str) -> Callable | None:
 
 def memory_markdown(table: pd.DataFrame) -> str:
     """:func:`memory_table` as a Markdown table: bytes in binary units, ratios with 2 decimals, both
-    right-aligned; the rest as text."""
+    right-aligned; the rest as text. A model's columns are headed ``<model>: <quantity>``, so that the report
+    shows the model once, over its columns (:func:`optbench.report.html.header_groups`)."""
+    table = table.rename(columns=_grouped_header)
     return markdown_table(table, {column: _formatter(column) for column in table.columns})
+
+
+def _grouped_header(column: str) -> str:
+    """``<model> <quantity>`` (:func:`memory_table`) as ``<model>: <quantity>``; other columns as they are."""
+    quantity = next((q for q in QUANTITIES if column.endswith(f" {q}")), None)
+    return f"{column[: -len(quantity) - 1]}: {quantity}" if quantity else column
 
 
 def write_memory_tables(table: pd.DataFrame, csv_path: str | os.PathLike, md_path: str | os.PathLike) -> None:
