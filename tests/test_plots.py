@@ -9,8 +9,8 @@ from matplotlib.patches import Circle, Rectangle
 
 from optbench.atomic import atomic_write_csv
 from optbench.records.table import runs_table
-from optbench.report.figures import log2_label
-from optbench.report.heatmaps import heatmap_figure, learning_curves_figure, line_style
+from optbench.report.figures import RELATIVE_STEP_AXIS, log2_label
+from optbench.report.heatmaps import CURVE_COLOURS, heatmap_figure, learning_curves_figure, line_style
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 PANELS = [["adam_l2", "adamw"], ["normalized", None]]
@@ -104,6 +104,54 @@ def test_heatmap_draws_the_best_weight_decay_of_each_row(heatmap):
     assert squares["AdamW"] == [(WDS.index(2.0**-3) - 0.5, LRS.index(2.0**-10) - 0.5)]
 
 
+def test_heatmap_legend_names_the_circles_the_line_and_the_square(heatmap):
+    fig, _ = heatmap
+    (legend,) = fig.legends
+    texts = [t.get_text() for t in legend.get_texts()]
+    assert texts == [
+        "an lr row's best weight decay, within max(1 pp, 25%) of the heatmap's best: the slope's fit",
+        "an lr row's best weight decay, further from it: not fitted",
+        "the rows' best weight decays, joined",
+        "the heatmap's best cell (lowest seed-mean error)",
+    ]
+    # drawn as on the panels: solid and dashed circles, the line, the square
+    circles, line, square = legend.legend_handles[:2], legend.legend_handles[2], legend.legend_handles[3]
+    assert [isinstance(c, Circle) for c in circles] == [True, True]
+    assert [c.get_linestyle() for c in circles] == ["-", "--"]
+    assert line.get_color() == "red" and isinstance(square, Rectangle) and square.get_width() == square.get_height()
+    # below the panels
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    assert legend.get_window_extent(renderer).y1 <= min(ax.get_window_extent(renderer).y0 for ax in panel_axes(fig))
+
+
+def test_a_relative_step_axis_is_labelled_as_the_cap_it_is(tmp_path):
+    records = grid_records("adafactor", separable_error, seeds=(0,))
+    for record in records:
+        record["optimizer"].update(relative_step=True)
+    runs = runs_table(records + grid_records("adamw", separable_error, seeds=(0,)))
+    fig = heatmap_figure(runs, [["adafactor", "adamw"]], [tmp_path / "x.png"])
+    labels = {ax.get_title().splitlines()[0]: ax.get_ylabel() for ax in panel_axes(fig)}
+    assert labels == {"adafactor": RELATIVE_STEP_AXIS, "adamw": "learning rate"}
+    assert RELATIVE_STEP_AXIS == "cap on the relative step rho_t"
+
+
+def test_the_numbers_of_a_wide_grid_fit_their_cells(tmp_path):
+    """A 12-column grid in a 4-column figure (quick's Adafactor row): every number fits inside its cell, at 7 pt."""
+    wds = [2.0**k for k in range(-16, -4)]
+    runs = runs_table([r for v in ("a", "b", "c", "d") for r in grid_records(v, separable_error, seeds=(0,), wds=wds)])
+    fig = heatmap_figure(runs, [["a", "b", "c", "d"]], [tmp_path / "x.png"])
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    for ax in panel_axes(fig):
+        cell = ax.get_window_extent(renderer).width / len(wds)
+        assert len(ax.texts) == len(LRS) * len(wds)
+        assert all(t.get_fontsize() >= 7 for t in ax.texts)
+        assert max(t.get_window_extent(renderer).width for t in ax.texts) < 0.9 * cell
+
+
 def test_heatmap_shows_diverged_cells_in_worst_colour(heatmap):
     fig, _ = heatmap
     ax = by_label(fig)["adam_l2"]
@@ -156,9 +204,10 @@ def test_learning_curves_of_one_seed_say_there_is_no_band(runs, tmp_path):
     assert "one seed (no band)" in fig.legends[0].get_title().get_text()
 
 
-def test_twenty_variants_get_twenty_line_styles():
-    styles = {(line_style(i)["color"], line_style(i)["linestyle"]) for i in range(20)}
-    assert len(styles) == 20
+def test_every_curve_has_a_colour_of_its_own():
+    """quick's 17 curves, the adafactor preset's 40: no colour twice; and a line style per ten."""
+    assert len({line_style(i)["color"] for i in range(len(CURVE_COLOURS))}) == len(CURVE_COLOURS) == 60
+    assert [line_style(i)["linestyle"] for i in (0, 9, 10, 19, 20)] == ["-", "-", "--", "--", ":"]
 
 
 def test_learning_curves_reject_unknown_variant(runs, tmp_path):

@@ -22,6 +22,9 @@ PANEL_INCHES = (3.2, 3.0)  # one heatmap panel
 CMAP = "viridis_r"  # low error bright, high error (and divergence) dark
 DPI = 200
 METADATA = {"pdf": {"CreationDate": None}}  # per format: savefig's metadata
+# The lr axis of a variant with relative steps (Adafactor's): lr caps rho_t = min(lr, 1/sqrt(t)), the step
+# relative to RMS(X), so it is no learning rate.
+RELATIVE_STEP_AXIS = "cap on the relative step rho_t"
 
 
 def save_figure(fig: Figure, out_paths: Sequence[str | os.PathLike]) -> None:

@@ -26,7 +26,7 @@ from matplotlib.patches import Rectangle
 from optbench.analysis.spikes import LOSS, RMS_MAX, RMS_STEP, WINDOW, json_list
 from optbench.analysis.stability import BITS
 from optbench.experiment.stability_maps import StabilityMap
-from optbench.report.figures import CMAP, log2_label, save_figure, text_colour
+from optbench.report.figures import CMAP, RELATIVE_STEP_AXIS, log2_label, save_figure, text_colour
 
 MARKS = {"stable": "o", "spiking": "^", "diverged": "x"}
 LN2 = math.log(2)
@@ -85,7 +85,7 @@ def map_figure(cells: pd.DataFrame, smap: StabilityMap, reference: float, paths:
             if np.isclose(lr, ref):
                 tick.set(color="red", fontweight="bold")
         ax.set_yticks(np.arange(len(rows)) + 0.5, [f"{r.label}: {r.configuration}" for r in rows], fontsize=6)
-        axis = "cap on the relative step rho_t" if rows[0].relative else "peak learning rate alpha"
+        axis = RELATIVE_STEP_AXIS if rows[0].relative else "peak learning rate alpha"
         ax.set_xlabel(axis, fontsize=8)
         ax.set_title(column, fontsize=9)
     fig.colorbar(
