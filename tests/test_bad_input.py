@@ -145,6 +145,11 @@ BAD_CONFIGS = [
         "figures.adam_vs_adamw.panels[0][1]: unknown variant 'adamw_cosin'",
     ),
     (
+        "a title per row of panels, one short",
+        lambda c: c["figures"]["sgd_vs_adam"].update(row_titles=["SGD"]),
+        "figures.sgd_vs_adam.row_titles: 1 given for 2 rows of panels; give one title per row",
+    ),
+    (
         "an unknown variant in a comparison",
         lambda c: c["comparisons"][0].update(candidate="adamw_cosin"),
         "comparisons[0].candidate: unknown variant 'adamw_cosin'",

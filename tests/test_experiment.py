@@ -64,6 +64,14 @@ def test_smoke_figures_drop_absent_variants():
     assert outputs(exp, "r")["heatmaps"]["adafactor"] == ["r/figures/adafactor.png", "r/figures/adafactor.pdf"]
 
 
+def test_a_figure_of_some_rows_is_titled_with_what_it_draws():
+    """quick runs no SGD: its sgd_vs_adam draws the Adam row alone, and says so; reproduce draws both rows."""
+    sgd_vs_adam = {p: load_experiment(config(p)).figures["sgd_vs_adam"]["title"] for p in ("quick", "reproduce")}
+    assert sgd_vs_adam["quick"] == "Adam with L2 vs AdamW, cosine annealing"
+    assert sgd_vs_adam["reproduce"] == config("reproduce")["figures"]["sgd_vs_adam"]["title"]
+    assert load_experiment(config("smoke")).figures["adafactor"]["title"] == "Adafactor"
+
+
 @pytest.mark.parametrize(
     "change,message",
     [

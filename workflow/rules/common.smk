@@ -100,6 +100,9 @@ if workflow.resource_settings.nodes is None and CORES is not None:
         )
 STACK = "--stack" if EXP.settings["stacked"] else ""
 ENV = "../../envs/optbench.yaml"
+# Each heatmap figure's title where this preset draws it (optbench.experiment.preset.figure_title): the report's
+# captions (workflow/report/figure.rst).
+FIGURE_TITLES = {name: spec.get("title") or name for name, spec in EXP.figures.items()}
 
 
 wildcard_constraints:

@@ -1,5 +1,5 @@
 # Every table and figure of the preset, from runs.csv alone. The report shows each figure's PNG in a category
-# of its own, captioned from the config (workflow/report/figure.rst); the PDFs and tables stay files.
+# of its own, captioned with its title (workflow/report/figure.rst); the PDFs and tables stay files.
 rule outputs:
     input:
         RUNS_CSV,
@@ -18,6 +18,7 @@ rule outputs:
         ENV
     params:
         config=CONFIG_JSON,
+        titles=FIGURE_TITLES,
         results=lambda w, input: layout.results_of(input[0]),
     shell:
         f"{OPTBENCH} outputs --runs {{input}} --config-json - --results {{params.results}} 2> {{log}}{on_stdin('config')}"

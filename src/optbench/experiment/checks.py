@@ -37,6 +37,11 @@ def check_experiment(experiment: Experiment, config: dict[str, Any]) -> None:
 
 def _check_panels(figures: dict[str, Any], variants: dict[str, Any]) -> None:
     for name, figure in figures.items():
+        rows, titles = len(figure["panels"]), len(figure.get("row_titles", figure["panels"]))
+        if titles != rows:
+            raise ValueError(
+                f"figures.{name}.row_titles: {titles} given for {rows} rows of panels; give one title per row"
+            )
         for r, row in enumerate(figure["panels"]):
             for c, panel in enumerate(row):
                 if panel is not None and panel not in variants:

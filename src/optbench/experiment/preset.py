@@ -154,7 +154,7 @@ def load_experiment(config: dict[str, Any]) -> Experiment:
     for fig, spec in config["figures"].items():
         panels = present_panels(spec["panels"], variants)
         if panels:
-            figures[fig] = {**spec, "panels": panels}
+            figures[fig] = {**spec, "panels": panels, "title": figure_title(spec, variants)}
     comparisons, shifts = [], []
     for i, pair in enumerate(config.get("comparisons", [])):
         for role in ("baseline", "candidate"):
@@ -183,6 +183,15 @@ def _check_claim(claim: dict[str, Any], where: str) -> None:
         low, high = claim[axis]
         if not low < high:
             raise ValueError(f"{where}.{axis}: [low, high] with low below high, got {claim[axis]}")
+
+
+def figure_title(spec: dict[str, Any], variants: Collection[str]) -> str | None:
+    """A heatmap figure's title where it draws ``variants``: its ``title`` where each row of its panels is drawn,
+    else its ``row_titles`` of the rows drawn, top to bottom (its ``title`` would name what it does not show)."""
+    drawn = [any(p in variants for p in row) for row in spec["panels"]]
+    if all(drawn) or "row_titles" not in spec:
+        return spec.get("title")
+    return "; ".join(title for title, shown in zip(spec["row_titles"], drawn) if shown)
 
 
 def present_panels(panels: list[list[str | None]], variants: Collection[str]) -> list[list[str | None]]:
