@@ -28,7 +28,7 @@ from optbench.experiment.preset import Experiment
 from optbench.records.table import read_runs
 from optbench.records.table_checks import check_table
 from optbench.report import text as fmt
-from optbench.report.figures import PANEL_INCHES, log2_label, save_figure, text_colour
+from optbench.report.figures import log2_label, panel_inches, save_figure, text_colour
 from optbench.report.text import CI, markdown_table
 
 DIFFERENCE_CMAP = "RdBu"  # differences are reference - fresh: red (negative) the fresh run is worse, blue better
@@ -130,7 +130,7 @@ def difference_figure(comparison: Comparison, out_paths, labels: dict[str, str])
     cells = comparison.cells
     ncols = max(1, min(PANEL_COLUMNS, len(table)))
     nrows = max(1, math.ceil(len(table) / ncols))
-    width, height = _panel_inches(cells)
+    width, height = panel_inches(cells, CELL_INCHES, PANEL_MARGIN_INCHES)
     fig = Figure(figsize=(width * ncols + 1.0, height * nrows), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False)
     for ax in axes.flat[len(table) :]:
@@ -159,16 +159,6 @@ def difference_figure(comparison: Comparison, out_paths, labels: dict[str, str])
     fig.suptitle("The fresh run against the reference: per-cell difference of seed-mean test error")
     save_figure(fig, out_paths)
     return fig
-
-
-def _panel_inches(cells: pd.DataFrame) -> tuple[float, float]:
-    """A panel's width and height: room for each cell's number of the largest grid (``CELL_INCHES``) beside
-    the axes' labels, at least :data:`~optbench.report.figures.PANEL_INCHES`."""
-    shape = cells.groupby("variant")[["lr", "weight_decay"]].nunique().max()
-    return (
-        max(PANEL_INCHES[0], CELL_INCHES[0] * shape["weight_decay"] + PANEL_MARGIN_INCHES[0]),
-        max(PANEL_INCHES[1], CELL_INCHES[1] * shape["lr"] + PANEL_MARGIN_INCHES[1]),
-    )
 
 
 def _draw_difference(ax, cells: pd.DataFrame, tolerance: float, norm: Normalize, cmap) -> None:

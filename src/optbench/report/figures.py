@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 
+import pandas as pd
 from matplotlib.figure import Figure
 
 from optbench.atomic import atomic_write
@@ -46,3 +47,14 @@ def text_colour(rgba) -> str:
     """Black or white, whichever reads better on a cell of colour ``rgba``."""
     luminance = 0.299 * rgba[0] + 0.587 * rgba[1] + 0.114 * rgba[2]
     return "black" if luminance > 0.5 else "white"
+
+
+def panel_inches(cells: pd.DataFrame, cell: tuple[float, float], margins: tuple[float, float]) -> tuple[float, float]:
+    """A heatmap panel's width and height: ``cell`` inches per cell (for its number) of the largest grid of
+    ``cells`` (a row per variant, lr and weight decay), beside ``margins`` for the tick labels, axis labels and
+    title; at least :data:`PANEL_INCHES`."""
+    shape = cells.groupby("variant")[["lr", "weight_decay"]].nunique().max()
+    return (
+        max(PANEL_INCHES[0], cell[0] * shape["weight_decay"] + margins[0]),
+        max(PANEL_INCHES[1], cell[1] * shape["lr"] + margins[1]),
+    )

@@ -23,15 +23,15 @@ from optbench.analysis.cells import best_cell, cell_statistics
 from optbench.analysis.curves import best_cell_curve
 from optbench.analysis.estimate_text import estimate
 from optbench.analysis.heatmap import ABS_MARGIN, REL_MARGIN, best_lambda_slope, row_bests
-from optbench.report.figures import CMAP, PANEL_INCHES, RELATIVE_STEP_AXIS, log2_label, save_figure, text_colour
+from optbench.report.figures import CMAP, RELATIVE_STEP_AXIS, log2_label, panel_inches, save_figure, text_colour
 from optbench.spec.decay_modes import axis_label
 
 ROW_BEST_COLOUR = "red"  # the per-row best weight decay, over viridis: its circles, their line, the best cell
 ROW_BEST = {"fill": False, "edgecolor": ROW_BEST_COLOUR, "linewidth": 1.2}
 ROW_LINE = {"color": ROW_BEST_COLOUR, "linewidth": 1.0, "alpha": 0.7}
 BEST_CELL = {"fill": False, "edgecolor": ROW_BEST_COLOUR, "linewidth": 1.8}
-# A panel's size beyond PANEL_INCHES: its margins (tick labels, axis label, title) and each cell's share, wide
-# and tall enough for a cell's number in CELL_FONT points ("91.1") however many cells the grid has.
+# A panel's size (optbench.report.figures.panel_inches): its margins (tick labels, axis label, title) and each
+# cell's share, wide and tall enough for a cell's number in CELL_FONT points ("91.1") however many cells it has.
 PANEL_MARGINS = (1.0, 1.2)
 CELL_INCHES = (0.34, 0.22)
 CELL_FONT = 7
@@ -191,7 +191,7 @@ def heatmap_figure(
     cmap = colormaps[CMAP].with_extremes(bad="0.85")  # bad: a cell missing from the grid
 
     nrows, ncols = len(panels), len(panels[0])
-    width, height = _panel_inches(cells)
+    width, height = panel_inches(cells, CELL_INCHES, PANEL_MARGINS)
     fig = Figure(figsize=(width * ncols + 0.8, height * nrows + 0.6), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False)
     drawn = []
@@ -211,15 +211,6 @@ def heatmap_figure(
         fig.suptitle(title)
     save_figure(fig, out_paths)
     return fig
-
-
-def _panel_inches(cells: pd.DataFrame) -> tuple[float, float]:
-    """Width and height of each panel: :data:`PANEL_INCHES`, or more where the largest grid's cells need it."""
-    shape = cells.groupby("variant").agg(rows=("lr", "nunique"), columns=("weight_decay", "nunique")).max()
-    return (
-        max(PANEL_INCHES[0], PANEL_MARGINS[0] + CELL_INCHES[0] * shape["columns"]),
-        max(PANEL_INCHES[1], PANEL_MARGINS[1] + CELL_INCHES[1] * shape["rows"]),
-    )
 
 
 def line_style(i: int) -> dict:
