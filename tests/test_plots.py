@@ -135,6 +135,10 @@ def test_a_relative_step_axis_is_labelled_as_the_cap_it_is(tmp_path):
     labels = {ax.get_title().splitlines()[0]: ax.get_ylabel() for ax in panel_axes(fig)}
     assert labels == {"adafactor": RELATIVE_STEP_AXIS, "adamw": "learning rate"}
     assert RELATIVE_STEP_AXIS == "cap on the relative step rho_t"
+    # and the learning curves' legend names its best cell's cap as such
+    fig = learning_curves_figure(runs, ["adafactor", "adamw"], [tmp_path / "curves.png"])
+    texts = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert texts[0].startswith("adafactor (relative-step cap $2^{") and texts[1].startswith("adamw (lr $2^{")
 
 
 def test_the_numbers_of_a_wide_grid_fit_their_cells(tmp_path):

@@ -148,6 +148,11 @@ def _slope_label(runs: pd.DataFrame, variant: str) -> str:
     return f"slope {text}" + (f" ({est.reason})" if not math.isfinite(est.slope) else "")
 
 
+def _relative_steps(runs: pd.DataFrame) -> bool:
+    """Whether the runs take relative steps (the switch ``relative_step``), so that their lr caps rho_t."""
+    return bool(runs.get("optimizer.relative_step", pd.Series(dtype=object)).eq(True).any())
+
+
 def _axis_labels(runs: pd.DataFrame, variant: str) -> tuple[str, str]:
     """The labels of a variant's axes, from its runs: weight decay (:func:`optbench.spec.decay_modes.axis_label`),
     and what the grid's lr sets: a learning rate, but a cap on the relative step where the variant takes relative
@@ -155,7 +160,7 @@ def _axis_labels(runs: pd.DataFrame, variant: str) -> tuple[str, str]:
     mine = runs[runs["variant"].eq(variant)]
     decay = axis_label(mine["optimizer.weight_decay_mode"].iloc[0], mine["normalized_weight_decay"].any())
     external = mine.get("optimizer.class", pd.Series(dtype=object)).dropna()
-    if mine.get("optimizer.relative_step", pd.Series(dtype=object)).eq(True).any():
+    if _relative_steps(mine):
         return decay, RELATIVE_STEP_AXIS
     if len(external):
         return decay, f"{external.iloc[0].rsplit('.', 1)[-1]}'s {mine['optimizer.axes.lr'].iloc[0]}"
@@ -235,7 +240,8 @@ def learning_curves_figure(
     for i, variant in enumerate(variants):
         lr, wd, curve = best_cell_curve(runs, variant)
         style = line_style(i)
-        label = f"{labels.get(variant, variant)} (lr {log2_label(lr)}, wd {log2_label(wd)})"
+        lr_name = "relative-step cap" if _relative_steps(runs[runs["variant"].eq(variant)]) else "lr"
+        label = f"{labels.get(variant, variant)} ({lr_name} {log2_label(lr)}, wd {log2_label(wd)})"
         for ax, column, scale in ((error_ax, "test_error", 100), (loss_ax, "train_loss", 1)):
             ax.plot(curve.index, scale * curve[(column, "mean")], label=label, linewidth=1.2, **style)
             ax.fill_between(
