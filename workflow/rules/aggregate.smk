@@ -2,8 +2,10 @@ rule aggregate:
     input:
         layout.shard_dirs(EXP, layout.runs_dir(RESULTS)),
     output:
-        # update: a failed aggregation restores the runs.csv it found (Snakemake deletes other outputs first)
-        update(RUNS_CSV),
+        # Not update(): Snakemake would restore the old runs.csv after a failed aggregation, with a new mtime and the
+        # failed job's params in its metadata, so that the next run took the stale table for current. Deleted
+        # before the job runs, a failed aggregation leaves no table, and the next run aggregates again.
+        RUNS_CSV,
     log:
         layout.log(RESULTS, "aggregate"),
     localrule: True
