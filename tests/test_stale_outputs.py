@@ -2,6 +2,7 @@
 
 import json
 import re
+import shutil
 
 import pandas as pd
 import pytest
@@ -28,6 +29,20 @@ def small_run(tmp_path):
     result = snakemake(workdir, "--cores", "2", "--config", "preset=smoke")
     assert result.returncode == 0, result.stderr[-3000:]
     return workdir
+
+
+@pytest.mark.slow
+def test_a_deleted_shard_is_planned_and_trained_again(small_run):
+    """With runs.csv up to date, deleted training outputs are still planned, by a dry run and a real one."""
+    runs = small_run / "results" / "smoke" / "runs"
+    for shard in ["adamw_cosine/shard000", "adamw_cosine/shard001"]:
+        shutil.rmtree(runs / shard)
+    dry = snakemake(small_run, "--dry-run", "--quiet", "rules", "--config", "preset=smoke")
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    assert planned(dry) == {"train": 2, "aggregate": 1, "outputs": 1, "report_tables": 1, "all": 1, "total": 6}
+    result = snakemake(small_run, "--cores", "2", "--config", "preset=smoke")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert len(list(runs.glob("adamw_cosine/shard*/*.json"))) == 4
 
 
 @pytest.mark.slow

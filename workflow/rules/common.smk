@@ -150,9 +150,13 @@ def table_files():
 def all_outputs():
     """What `snakemake` makes, and `snakemake --report` shows: the tables, figures and report page, and the
     comparison with the reference once `snakemake compare` has written one (then kept current). A fresh clone,
-    which has none, plans no comparison."""
+    which has none, plans no comparison. Every training job's output is among them too: Snakemake plans a job
+    whose output is missing only for a target or for a job that must run anyway, so with runs.csv up to date a
+    deleted shard directory would go unnoticed ("Nothing to be done"); as the target's input it is trained
+    again, and then aggregated."""
     compare = layout.compare_files(RESULTS)
     return [
+        *layout.shard_dirs(EXP, layout.runs_dir(RESULTS)),
         RUNS_CSV,
         *table_files(),
         FIGURES,
