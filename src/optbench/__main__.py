@@ -19,7 +19,6 @@ import argparse
 import json
 import logging
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -92,11 +91,11 @@ def _aggregate(args: argparse.Namespace) -> None:
 
 def _outputs(args: argparse.Namespace) -> None:
     from optbench.experiment.checks import checked_experiment
-    from optbench.report.outputs import write_outputs
+    from optbench.report.outputs import checked_runs, write_outputs
 
-    start = time.time()
-    write_outputs(args.runs, checked_experiment(_config(args)), args.results)
-    written = [p for p in Path(args.results).rglob("*") if p.is_file() and p.stat().st_mtime >= start]
+    experiment = checked_experiment(_config(args))
+    checked_runs(args.runs, experiment)  # the whole table before anything is written
+    written = write_outputs(args.runs, experiment, args.results)
     print(f"optbench outputs: wrote {len(written)} tables and figures under {args.results} from {args.runs}")
 
 

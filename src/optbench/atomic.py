@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import tempfile
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 
@@ -42,3 +44,22 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 def atomic_write_csv(path: str | os.PathLike, table) -> None:
     """A pandas DataFrame as CSV, without its index (``runs.csv`` and every table of the report)."""
     atomic_write(path, lambda tmp: table.to_csv(tmp, index=False))
+
+
+@contextlib.contextmanager
+def atomic_file_set(directory: str | os.PathLike) -> Iterator[Path]:
+    """A set of files written as one: the block writes under a temporary directory inside ``directory``, and once
+    it has succeeded each file goes to the same relative path under ``directory`` by a rename, which cannot fail
+    half-way as a write can. After a failure the temporary directory goes, and ``directory`` holds what it held:
+    no mix of new and old tables."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=".staged-", dir=directory))
+    try:
+        yield stage
+        for path in sorted(p for p in stage.rglob("*") if p.is_file()):
+            target = directory / path.relative_to(stage)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, target)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)

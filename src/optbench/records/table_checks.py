@@ -7,6 +7,9 @@ as empty, and :func:`optbench.records.consistency.contradictions` checks the row
 error that is not the history's last). The nested blocks (optimizer, schedule, memory, timing, environment)
 are flattened into dotted columns in which an empty cell may be a null the record held, so they are not
 read back; no table reader uses them to judge a result.
+
+:func:`check_planned` checks that a table holds every run a preset plans and no other: a table to be drawn
+(``snakemake figures --config results=DIR``) may be cut short or of another preset.
 """
 
 from __future__ import annotations
@@ -14,12 +17,14 @@ from __future__ import annotations
 import functools
 import json
 import math
+from collections.abc import Iterable
 
 import jsonschema
 import pandas as pd
 
 from optbench.records.consistency import contradictions
 from optbench.records.record import record_schema
+from optbench.spec.run import RunSpec
 from optbench.validators import finite_validator
 
 
@@ -71,3 +76,24 @@ def check_table(runs: pd.DataFrame, name: str) -> None:
     if bad:
         more = f" (and {len(bad) - 1} more bad rows)" if len(bad) > 1 else ""
         raise ValueError(f"{name}: {bad[0]}{more}")
+
+
+def check_planned(runs: pd.DataFrame, specs: Iterable[RunSpec], preset: str, name: str) -> None:
+    """ValueError, one line naming ``name``, unless ``runs`` is the table of ``preset``, with a row for each of
+    ``specs`` (every run the preset plans) and no other."""
+    presets = sorted(set(runs["preset"].dropna().astype(str)))
+    if presets != [preset]:
+        raise ValueError(
+            f"{name}: holds the runs of preset {', '.join(presets)}, not of {preset} (the config's preset)"
+        )
+    planned = [spec.run_id for spec in specs]
+    present, expected = set(runs["run_id"]), set(planned)
+    missing = [run_id for run_id in planned if run_id not in present]
+    unplanned = [run_id for run_id in runs["run_id"] if run_id not in expected]
+    faults = []
+    if missing:
+        faults.append(f"{len(missing)} of the {len(planned)} runs of preset {preset} are missing, {missing[0]} first")
+    if unplanned:
+        faults.append(f"{len(unplanned)} runs that preset {preset} does not plan, {unplanned[0]} first")
+    if faults:
+        raise ValueError(f"{name}: {'; '.join(faults)}")

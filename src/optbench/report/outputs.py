@@ -13,10 +13,12 @@ from optbench.analysis.heatmap import variant_statistics
 from optbench.analysis.improvement import improvement_table
 from optbench.analysis.shift import shift_table
 from optbench.analysis.sweeps import anytime, best_decay_fit
+from optbench.atomic import atomic_file_set
 from optbench.experiment.layout import outputs
 from optbench.experiment.preset import Experiment, present_panels
 from optbench.experiment.sweeps import SETTINGS
 from optbench.records.table import read_runs
+from optbench.records.table_checks import check_planned, check_table
 from optbench.report import text as fmt
 from optbench.report.files import write_table_and_markdown
 from optbench.report.heatmaps import heatmap_figure, learning_curves_figure
@@ -123,11 +125,35 @@ def shifts_markdown(shifts: pd.DataFrame, labels: dict[str, str] | None = None) 
     return _markdown(rows, left=("candidate vs baseline", "axis", "verdict", "source"))
 
 
-def write_outputs(runs_csv: str | Path, experiment: Experiment, results: str | Path) -> None:
+def checked_runs(runs_csv: str | Path, experiment: Experiment) -> pd.DataFrame:
+    """The table of ``runs.csv`` checked whole before anything is drawn from it, as ``snakemake figures --config
+    results=DIR`` draws from one no aggregation of this config wrote: each row as aggregation checks a record
+    (:func:`~optbench.records.table_checks.check_table`), and every run ``experiment``'s preset plans, no other
+    (:func:`~optbench.records.table_checks.check_planned`). ValueError, one line naming the file."""
+    try:
+        runs = read_runs(runs_csv)
+    except ValueError as err:
+        raise ValueError(f"{runs_csv}: {err}") from None
+    check_table(runs, str(runs_csv))
+    specs = [spec for variant in experiment.variants for spec in experiment.runs(variant)]
+    check_planned(runs, specs, experiment.preset, str(runs_csv))
+    return runs
+
+
+def write_outputs(runs_csv: str | Path, experiment: Experiment, results: str | Path) -> list[Path]:
+    """Every table and figure of ``results`` (:func:`draw_outputs`) from ``runs.csv``, written as a set
+    (:func:`optbench.atomic.atomic_file_set`): a failure leaves the old set as it was. The files written."""
+    runs = read_runs(runs_csv)
+    with atomic_file_set(results) as stage:
+        draw_outputs(runs, experiment, stage)
+        written = sorted(Path(results) / p.relative_to(stage) for p in stage.rglob("*") if p.is_file())
+    return written
+
+
+def draw_outputs(runs: pd.DataFrame, experiment: Experiment, results: str | Path) -> None:
     """Summary, improvement and memory tables (the preset's model and the papers'), one heatmap figure
     per configured figure, the learning curves, and each stability map's tables and figures
-    (:mod:`optbench.report.stability`), of the variants ``runs.csv`` holds."""
-    runs = read_runs(runs_csv)
+    (:mod:`optbench.report.stability`), of the variants ``runs`` holds, under ``results``."""
     out = outputs(experiment, results)
     labels = {name: row["label"] for name, row in experiment.variants.items()}
     ran = set(runs["variant"])
