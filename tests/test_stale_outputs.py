@@ -162,4 +162,5 @@ def test_snakemake_figures_on_half_a_table_stop_with_the_line(drawn, tmp_path):
     assert result.returncode != 0
     line = f"optbench outputs: error: {runs_csv}: 8 of the 16 runs of preset smoke are missing,"
     assert (workdir / "results" / "smoke" / "logs" / "figures.log").read_text().startswith(line)
+    assert any(text.startswith(line) for text in result.stderr.splitlines()), result.stderr[-3000:]  # the terminal
     assert tree_digest(results) == before

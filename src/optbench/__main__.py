@@ -6,22 +6,27 @@ python -m optbench train --spec - --out-dir runs/a/shard000 --checkpoint-dir che
 python -m optbench train --spec-json '[{...}, {...}]' --out-dir runs
 python -m optbench prepare-data --dataset mnist1d --data-dir data --out data.json
 python -m optbench aggregate --records DIR_OR_JSON... --out runs.csv
-python -m optbench aggregate --runs results/quick/runs --config-json - --out runs.csv < config.json
+python -m optbench aggregate --runs results/quick/runs --config config.json --out runs.csv
 python -m optbench outputs --runs runs.csv --config-json '{...}' --results results/quick
 python -m optbench compare --fresh results/quick/tables/runs.csv --reference results/reference/quick/tables/runs.csv \
-    --config-json - --out-dir results/quick/compare < config.json
+    --config - --out-dir results/quick/compare < config.json
 python -m optbench report-tables --tables results/quick/tables/*.md --out results/quick/report/tables.html
+python -m optbench aggregate --log results/quick/logs/aggregate.log ...  (as the workflow's rules run each command)
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import sys
+import traceback
 from pathlib import Path
 
 import torch
+
+from optbench.job_log import report, stderr_into
 
 
 def _read(path: str) -> str:
@@ -31,8 +36,8 @@ def _read(path: str) -> str:
 
 
 def _config(args: argparse.Namespace) -> dict:
-    """The workflow's config: ``--config-json`` holds it, or ``-`` for standard input."""
-    return json.loads(sys.stdin.read() if args.config_json == "-" else args.config_json)
+    """The workflow's config: ``--config-json`` holds it, or ``--config`` names its file (``-``: standard input)."""
+    return json.loads(args.config_json if args.config is None else _read(args.config))
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -79,8 +84,8 @@ def _aggregate(args: argparse.Namespace) -> None:
     from optbench.records.aggregate import aggregate, aggregate_preset
 
     if args.runs:
-        if not args.config_json:
-            raise ValueError("--runs: needs --config-json, the config whose preset's runs to read")
+        if args.config is None and args.config_json is None:
+            raise ValueError("--runs: needs --config or --config-json, the config whose preset's runs to read")
         aggregate_preset(checked_experiment(_config(args)), args.runs, args.out)
         return
     paths = []
@@ -113,14 +118,28 @@ def _report_tables(args: argparse.Namespace) -> None:
     write_tables_page(args.tables, args.out)
 
 
+def _config_arguments(parser: argparse.ArgumentParser, required: bool = True, use: str = "") -> None:
+    """The workflow's config, as a file (the workflow's rules) or a JSON string."""
+    config = parser.add_mutually_exclusive_group(required=required)
+    config.add_argument("--config", help=f"JSON file holding the workflow's config {use}; - for standard input")
+    config.add_argument("--config-json", help="the same as a JSON string")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="optbench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    log = argparse.ArgumentParser(add_help=False)  # an option of every command
+    log.add_argument(
+        "--log",
+        help="write standard error (progress, warnings, a traceback) to this file, and the error lines of a "
+        "failure to the terminal as well (optbench.job_log)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
+    add_command = functools.partial(sub.add_parser, parents=[log])
 
-    p = sub.add_parser("train", help="train run spec(s), one JSON record each")
+    p = add_command("train", help="train run spec(s), one JSON record each")
     spec = p.add_mutually_exclusive_group(required=True)
     spec.add_argument("--spec", help="JSON file holding one run spec or a list of them; - for standard input")
     spec.add_argument("--spec-json", help="the same as a JSON string")
@@ -147,43 +166,43 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_train)
 
-    p = sub.add_parser("prepare-data", help="generate or check a dataset once, before the training jobs")
+    p = add_command("prepare-data", help="generate or check a dataset once, before the training jobs")
     p.add_argument("--dataset", required=True)
     p.add_argument("--data-dir", required=True)
     p.add_argument("--options", default="{}", help="dataset options as JSON")
     p.add_argument("--out", required=True, help="JSON summary of the prepared data")
     p.set_defaults(func=_prepare_data)
 
-    p = sub.add_parser("aggregate", help="run records -> runs.csv")
+    p = add_command("aggregate", help="run records -> runs.csv")
     records = p.add_mutually_exclusive_group(required=True)
     records.add_argument("--records", nargs="+", help="record files or directories of them")
     records.add_argument(
         "--runs",
-        help="the preset's runs directory (<variant>/shardNNN/<run_id>.json): with --config-json, "
+        help="the preset's runs directory (<variant>/shardNNN/<run_id>.json): with the config, "
         "the record of every run of the preset, checked against the config",
     )
-    p.add_argument("--config-json", help="the workflow's config as JSON (- for standard input), for --runs")
+    _config_arguments(p, required=False, use="for --runs")
     p.add_argument("--out", required=True)
     p.set_defaults(func=_aggregate)
 
-    p = sub.add_parser("outputs", help="runs.csv -> summary and memory tables, heatmaps, learning curves")
+    p = add_command("outputs", help="runs.csv -> summary and memory tables, heatmaps, learning curves")
     p.add_argument("--runs", required=True)
-    p.add_argument("--config-json", required=True, help="the workflow's config as JSON; - for standard input")
+    _config_arguments(p)
     p.add_argument("--results", required=True, help="the preset's results directory")
     p.set_defaults(func=_outputs)
 
-    p = sub.add_parser(
+    p = add_command(
         "compare",
         help="a fresh run's runs.csv against the reference's: best cells, slopes, per-cell differences, a verdict "
         "(optbench.report.compare); exits 0 whatever the verdict, which it prints",
     )
     p.add_argument("--fresh", required=True, help="the fresh run's runs.csv")
     p.add_argument("--reference", required=True, help="the reference's runs.csv")
-    p.add_argument("--config-json", required=True, help="the workflow's config as JSON (labels); - for standard input")
+    _config_arguments(p, use="(labels)")
     p.add_argument("--out-dir", required=True, help="for compare.md, compare.csv and difference.png/.pdf")
     p.set_defaults(func=_compare)
 
-    p = sub.add_parser("report-tables", help="Markdown tables (tables/*.md) -> one HTML page for the report")
+    p = add_command("report-tables", help="Markdown tables (tables/*.md) -> one HTML page for the report")
     p.add_argument("--tables", nargs="+", required=True, help="Markdown table files")
     p.add_argument("--out", required=True, help="the HTML page")
     p.set_defaults(func=_report_tables)
@@ -192,15 +211,30 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    with stderr_into(args.log) as terminal:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr)
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        return _run(args, terminal)
+
+
+def _run(args: argparse.Namespace, terminal) -> int:
+    """The command's exit status: 2 for a bad input or config, a read-only or full disk (one line per bad
+    file); under ``--log``, 1 for any other exception, its traceback in the log and its first line also on the
+    terminal. Without ``--log`` such an exception propagates, its traceback on the terminal."""
+    error = f"optbench {args.command}: error:"
     try:
         args.func(args)
-    except (ValueError, OSError) as err:  # a bad input or config, a read-only or full disk: one line (per bad file)
-        for line in str(err).splitlines():
-            print(f"optbench {args.command}: error: {line}", file=sys.stderr)
+    except (ValueError, OSError) as err:
+        report([f"{error} {line}" for line in str(err).splitlines()], terminal)
         return 2
+    except Exception as err:
+        if args.log is None:
+            raise
+        traceback.print_exc()
+        reason = next(iter(str(err).splitlines()), "")
+        report([f"{error} {type(err).__name__}: {reason} (the traceback is in {args.log})"], terminal)
+        return 1
     return 0
 
 

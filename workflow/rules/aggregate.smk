@@ -13,6 +13,6 @@ rule aggregate:
         ENV
     params:
         runs=lambda w, input: layout.runs_of(input[0]),
-        config=CONFIG_JSON,
+        config=CONFIG_FILE,
     shell:
-        f"{OPTBENCH} aggregate --runs {{params.runs}} --config-json - --out {{output}} 2> {{log}}{on_stdin('config')}"
+        f"{OPTBENCH} aggregate --log {{log}} --runs {{params.runs}} --config {{params.config}} --out {{output}}"

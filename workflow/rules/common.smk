@@ -28,6 +28,7 @@ from optbench.experiment.machine import job_cores, machine_cores
 from optbench.train.cuda import check_cuda
 from optbench.train.external_check import check_external
 from optbench.experiment.config import error_source, load_checked
+from optbench.experiment.param_files import param_file
 from optbench.experiment.preset import unused_variants
 from optbench.experiment.job_requests import gpu_hours, runtime_warning
 from optbench.experiment.subset import requested, run_only, variant_table
@@ -74,7 +75,9 @@ REFERENCE = layout.reference_dir(PRESET)  # the committed results of the preset:
 DRAW = config.get("results", RESULTS if os.path.exists(RUNS_CSV) else REFERENCE)
 # The config the jobs get: without `results`, which only chooses what `figures` draws, so that naming a run
 # there changes no job's params (a change that would make Snakemake run the job again).
-CONFIG_JSON = json.dumps({key: value for key, value in config.items() if key != "results"})
+# It reaches them in a file named by its content (optbench.experiment.param_files), their param: not in their
+# command, which Snakemake prints when a job fails.
+CONFIG_FILE = param_file(json.dumps({key: value for key, value in config.items() if key != "results"}))
 # What the training jobs ask of a cluster, said once by the Snakemake that plans them (not again in each SLURM job's):
 # the GPU-hours, and whether a job's runs fit its runtime at the pace of a run of the preset (yours, else the
 # reference), else the preset's resources.epoch_seconds.
@@ -111,9 +114,10 @@ wildcard_constraints:
 
 
 def shard_specs(wildcards):
-    """The run specs one training job carries, as JSON for its standard input (on_stdin)."""
+    """The file of the run specs one training job trains (optbench.experiment.param_files), its param: a change
+    to them, and to nothing else of the config, trains the shard again."""
     shard = EXP.shards(wildcards.variant)[layout.shard_index(wildcards.shard)]
-    return json.dumps([spec.to_dict() for spec in shard], separators=(",", ":"))
+    return param_file(json.dumps([spec.to_dict() for spec in shard], separators=(",", ":")))
 
 
 def before_jobs():
@@ -133,12 +137,6 @@ def before_jobs():
 
 onstart:
     before_jobs()
-
-
-def on_stdin(param):
-    """A here-document handing the JSON of params.<param> to a command's standard input, where no limit on the
-    length of an argument applies (Linux: 128 KiB); Snakemake runs a command that long from a script file."""
-    return "\n".join([" <<'JSON'", f"{{params.{param}}}", "JSON"])
 
 
 def table_files():

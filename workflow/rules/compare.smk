@@ -21,8 +21,8 @@ rule compare:
     conda:
         ENV
     params:
-        config=CONFIG_JSON,
+        config=CONFIG_FILE,
         out_dir=lambda w, output: os.path.dirname(output[0]),
     shell:
-        f"{OPTBENCH} compare --fresh {{input.fresh}} --reference {{input.reference}} --config-json -"
-        f" --out-dir {{params.out_dir}} 2> {{log}}{on_stdin('config')}"
+        f"{OPTBENCH} compare --log {{log}} --fresh {{input.fresh}} --reference {{input.reference}}"
+        f" --config {{params.config}} --out-dir {{params.out_dir}}"

@@ -11,5 +11,5 @@ rule prepare_data:
         data_dir=EXP.settings["data_dir"],
         options=json.dumps(EXP.settings["dataset_options"]),
     shell:
-        OPTBENCH + " prepare-data --dataset {params.dataset} --data-dir {params.data_dir}"
-        " --options {params.options:q} --out {output} 2> {log}"
+        OPTBENCH + " prepare-data --log {log} --dataset {params.dataset} --data-dir {params.data_dir}"
+        " --options {params.options:q} --out {output}"

@@ -17,11 +17,11 @@ rule outputs:
     conda:
         ENV
     params:
-        config=CONFIG_JSON,
+        config=CONFIG_FILE,
         titles=FIGURE_TITLES,
         results=lambda w, input: layout.results_of(input[0]),
     shell:
-        f"{OPTBENCH} outputs --runs {{input}} --config-json - --results {{params.results}} 2> {{log}}{on_stdin('config')}"
+        f"{OPTBENCH} outputs --log {{log}} --runs {{input}} --config {{params.config}} --results {{params.results}}"
 
 
 # `snakemake figures`: the same job, redrawing every table and figure of DRAW from its runs.csv alone:

@@ -11,4 +11,4 @@ rule report_tables:
     conda:
         ENV
     shell:
-        f"{OPTBENCH} report-tables --tables {{input}} --out {{output}} 2> {{log}}"
+        f"{OPTBENCH} report-tables --log {{log}} --tables {{input}} --out {{output}}"

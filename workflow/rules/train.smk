@@ -4,8 +4,8 @@ import os
 from optbench.train.checkpoint_files import remove as remove_checkpoints
 
 
-# The shard's run specs go in on standard input (a here-document), not as an argument: no limit on the length
-# of a command line applies, however many runs a job carries. Snakemake runs a long command from a script file.
+# The shard's run specs go in a file (shard_specs), not on the command line, which Snakemake prints when a job
+# fails: the command is short however many runs a job carries. --log: the job's error line on the terminal too.
 # Checkpoints (optbench.train.checkpoints) live outside the rule's output, which Snakemake deletes when a job fails:
 # a retried or requeued job resumes from them. The job keeps them when it ends: Snakemake, stopped by SIGINT, waits
 # for its running jobs but leaves their outputs incomplete, and the job run again then writes its records from them
@@ -32,9 +32,8 @@ rule train:
         stack=STACK,
         checkpoints=lambda w: layout.checkpoint_dir(RESULTS, w.variant, w.shard),
     shell:
-        f"{OPTBENCH} --threads {RESOURCES['threads']} train {{params.stack}} --spec - --out-dir {{output}}"
-        f" --checkpoint-dir {{params.checkpoints}} --keep-checkpoints 2> {{log}}"
-        f"{on_stdin('specs')}"
+        f"{OPTBENCH} --threads {RESOURCES['threads']} train --log {{log}} {{params.stack}} --spec {{params.specs}}"
+        f" --out-dir {{output}} --checkpoint-dir {{params.checkpoints}} --keep-checkpoints"
 
 
 # Once a run has succeeded, and no job runs: Snakemake has recorded the output of every training job of the run
